@@ -1,0 +1,7 @@
+"""Feature services, named after the model version that consumes them."""
+
+from feast import FeatureService
+
+from customer_spend import customer_spend
+
+churn_v1 = FeatureService(name="churn_v1", features=[customer_spend])

@@ -1,0 +1,39 @@
+"""Raw data the feature views transform: the date-partitioned event stream.
+
+`events` is the base view every derived feature view reads. It is offline-only (never
+materialized); its rows are the raw events the ETL hands to each view's Spark SQL.
+"""
+
+import os
+from datetime import timedelta
+
+from feast import FeatureView, Field, FileSource
+from feast.types import Float64, String
+
+from entities import customer
+
+HOME = os.environ.get("MLFLEET_HOME", os.path.abspath(".mlfleet"))
+OFFLINE = os.path.join(HOME, "offline")
+
+raw_events = FileSource(
+    name="raw_events",
+    path=os.path.join(HOME, "raw", "events"),
+    timestamp_field="event_timestamp",
+    description="Raw purchase events, one Parquet partition per event_date.",
+)
+
+events = FeatureView(
+    name="events",
+    entities=[customer],
+    ttl=timedelta(days=1),
+    schema=[Field(name="amount", dtype=Float64), Field(name="category", dtype=String),
+            Field(name="channel", dtype=String)],
+    source=raw_events,
+    online=False,
+    tags={"mlfleet.role": "raw"},
+)
+
+
+def offline_table(name: str) -> FileSource:
+    """Where the ETL writes a view's daily partitions (`feature_date=YYYY-MM-DD`)."""
+    return FileSource(name=f"{name}_table", path=os.path.join(OFFLINE, name), timestamp_field="event_timestamp")

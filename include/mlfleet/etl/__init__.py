@@ -1,0 +1,1 @@
+"""ETL: the PySpark feature job (runs under spark-submit locally and on EMR Serverless)."""

@@ -1,0 +1,37 @@
+"""Sweep results: the leaderboard files, the parallel-coordinates plot, and MLflow tracking/registry.
+
+No Airflow here, and MLflow/plotly/pandas are imported inside the functions that need them,
+so `import mlfleet.results` stays cheap for DAG parsing and the CLI.
+"""
+
+from mlfleet.results.leaderboard import build_leaderboard, read_leaderboard, write_leaderboard
+from mlfleet.results.plots import parallel_coordinates_html
+from mlfleet.results.tracking import (
+    champion,
+    configure,
+    experiment_id,
+    list_champions,
+    load_model,
+    load_reference,
+    log_trials,
+    record_version_tags,
+    register_model,
+    set_alias,
+)
+
+__all__ = [
+    "build_leaderboard",
+    "champion",
+    "configure",
+    "experiment_id",
+    "list_champions",
+    "load_model",
+    "load_reference",
+    "log_trials",
+    "parallel_coordinates_html",
+    "read_leaderboard",
+    "record_version_tags",
+    "register_model",
+    "set_alias",
+    "write_leaderboard",
+]

@@ -1,0 +1,111 @@
+"""The leaderboard: trial result rows -> the JSON/CSV contract of experiment-spec.md ("Results").
+
+Only the standard library here, so building and reading a leaderboard stays cheap in any task.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mlfleet.training.entrypoint import write_json_atomic
+
+JSON_NAME = "leaderboard.json"
+CSV_NAME = "leaderboard.csv"
+SCORE_KEYS = ("fold_scores", "mean_score", "std_score")
+
+
+def _succeeded(row: dict[str, Any]) -> bool:
+    score = row.get("mean_score")
+    return row.get("status") == "success" and isinstance(score, (int, float)) and math.isfinite(score)
+
+
+def build_leaderboard(
+    *, experiment: str, run_id: str, metric: str, results_uri: str, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Sort best first (higher mean_score wins, ties by trial_id); failed trials last with null scores."""
+    ok = sorted((r for r in rows if _succeeded(r)), key=lambda r: (-float(r["mean_score"]), r["trial_id"]))
+    # A "success" without a finite score cannot be ranked: it is reported as failed, never dropped.
+    bad = sorted((r for r in rows if not _succeeded(r)), key=lambda r: r["trial_id"])
+    trials = [dict(r) for r in ok]
+    for row in bad:
+        error = row.get("error") or ("no finite mean_score" if row.get("status") == "success" else "failed")
+        trials.append({**row, **dict.fromkeys(SCORE_KEYS), "status": "failed", "error": error})
+    best = trials[0] if ok else None
+    return {
+        "experiment": experiment,
+        "run_id": run_id,
+        "metric": metric,
+        "results_uri": results_uri,
+        "best": {k: best[k] for k in ("trial_id", "model", "params", "mean_score")} if best else None,
+        "trials": trials,
+        "n_trials": len(trials),
+        "n_failed": len(bad),
+    }
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Temp file beside `path`, then rename: a reader (or a crashed retry) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
+
+
+def to_csv(leaderboard: dict[str, Any]) -> str:
+    """One row per trial; `param.<name>` columns over the union of every trial's params."""
+    trials = leaderboard["trials"]
+    n_folds = max((len(t.get("fold_scores") or []) for t in trials), default=0)
+    names = sorted({name for t in trials for name in (t.get("params") or {})})
+    header = ["rank", "trial_id", "model", "status", "mean_score", "std_score", "fit_seconds",
+              *(f"fold_{k}" for k in range(1, n_folds + 1)), "params", "error", *(f"param.{n}" for n in names)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    rank = 0
+    for trial in trials:
+        ranked = trial.get("status") == "success"
+        rank += ranked
+        folds = list(trial.get("fold_scores") or [])
+        params = trial.get("params") or {}
+        writer.writerow([
+            rank if ranked else "", trial["trial_id"], trial.get("model"), trial.get("status"),
+            *(_cell(trial.get(k)) for k in ("mean_score", "std_score", "fit_seconds")),
+            *(_cell(v) for v in folds + [None] * (n_folds - len(folds))),
+            json.dumps(params, sort_keys=True, default=str), _cell(trial.get("error")),
+            *(_cell(params.get(n)) for n in names),
+        ])
+    return buffer.getvalue()
+
+
+def write_leaderboard(directory: Path, leaderboard: dict[str, Any]) -> dict[str, Path]:
+    """Write leaderboard.json and leaderboard.csv into `directory`; returns {"json": path, "csv": path}."""
+    directory = Path(directory)
+    json_path = directory / JSON_NAME
+    write_json_atomic(json_path, leaderboard)
+    csv_path = write_text_atomic(directory / CSV_NAME, to_csv(leaderboard))
+    return {"json": json_path, "csv": csv_path}
+
+
+def read_leaderboard(directory: Path) -> dict[str, Any]:
+    return json.loads((Path(directory) / JSON_NAME).read_text())

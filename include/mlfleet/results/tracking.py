@@ -1,0 +1,267 @@
+"""MLflow bookkeeping: every trial a run, the best model a registry version with champion/challenger aliases.
+
+Runs and versions carry `mlfleet.*` tags, and every writer looks them up first, so a retried
+Airflow task finds what an earlier attempt logged instead of logging it twice.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SWEEP_TAG = "mlfleet.sweep_run_id"
+ROLE_TAG = "mlfleet.role"  # sweep | trial | best: the sweep's parent run shares SWEEP_TAG with the others
+TRIAL_TAG = "mlfleet.trial_id"
+STATUS_TAG = "mlfleet.status"
+ERROR_TAG = "mlfleet.error"
+SCORE_TAG = "mlfleet.score"
+CHAMPION, CHALLENGER = "champion", "challenger"
+REFERENCE_DIR, REFERENCE_FILE = "reference", "reference.parquet"
+_MAX_PARAM, _MAX_TAG = 6000, 5000  # MLflow's param value limit; tags are capped well below theirs
+_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
+_DISTRIBUTIONS = {"sklearn": "scikit-learn"}  # import name -> PyPI name, where they differ
+
+
+def configure(settings: Any) -> None:
+    """Point MLflow's fluent API (tracking and registry) at the project's store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+
+
+def _client(settings: Any) -> Any:
+    from mlflow import MlflowClient
+
+    configure(settings)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def experiment_id(settings: Any, name: str) -> str:
+    """Get or create the experiment; a local store keeps its artifacts under `settings.artifact_root`."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(settings)
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        local = settings.tracking_uri.startswith(("sqlite:", "file:")) or "://" not in settings.tracking_uri
+        location = settings.artifact_root.as_uri() if local else None
+        if local:
+            settings.artifact_root.mkdir(parents=True, exist_ok=True)
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created by a concurrent task between our two calls
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if found.lifecycle_stage == "deleted":
+        client.restore_experiment(found.experiment_id)
+    return found.experiment_id
+
+
+def _quoted(value: str) -> str:
+    if "'" in value:
+        raise ValueError(f"refusing a quote in an MLflow filter value: {value!r}")
+    return f"'{value}'"
+
+
+def _find_runs(client: Any, exp_id: str, run_id: str, role: str) -> list[Any]:
+    """Every active run of this sweep with this role, oldest first (so racing writers agree on one)."""
+    query = f"tags.`{SWEEP_TAG}` = {_quoted(run_id)} and tags.`{ROLE_TAG}` = {_quoted(role)}"
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs([exp_id], filter_string=query, max_results=1000,
+                                  order_by=["attributes.start_time ASC"], page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, (list, dict)):
+        value = json.dumps(value, default=str)
+    return str(value)[:_MAX_PARAM]
+
+
+def _trial_batch(row: dict[str, Any], metric: str, now_ms: int) -> tuple[list[Any], list[Any]]:
+    from mlflow.entities import Metric, Param
+
+    params = {**(row.get("params") or {}), "model": row.get("model")}
+    values = {f"mean_{metric}": row.get("mean_score"), f"std_{metric}": row.get("std_score"),
+              "fit_seconds": row.get("fit_seconds")}
+    if row.get("status") == "success":
+        values.update({f"fold_{k}_{metric}": s for k, s in enumerate(row.get("fold_scores") or [], start=1)})
+    metrics = [Metric(k, float(v), now_ms, 0) for k, v in values.items() if isinstance(v, (int, float))]
+    return metrics, [Param(k, _param_value(v)) for k, v in params.items()]
+
+
+def log_trials(*, settings: Any, experiment: str, run_id: str, rows: list[dict[str, Any]], metric: str) -> int:
+    """Log one parent run for the sweep and one nested run per trial; returns how many trials were new."""
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    client = _client(settings)
+    exp_id = experiment_id(settings, experiment)
+    parents = _find_runs(client, exp_id, run_id, "sweep")
+    parent = parents[0] if parents else client.create_run(
+        exp_id, run_name=run_id, tags={SWEEP_TAG: run_id, ROLE_TAG: "sweep", "mlfleet.metric": metric})
+    parent_id = parent.info.run_id
+    # An attempt that died between creating a trial's run and terminating it left it RUNNING:
+    # such a run is filled in again below (same values, so MLflow accepts the params twice).
+    finished = {"FINISHED", "FAILED"}
+    runs = _find_runs(client, exp_id, run_id, "trial")
+    done = {r.data.tags.get(TRIAL_TAG) for r in runs if r.info.status in finished}
+    partial = {r.data.tags.get(TRIAL_TAG): r.info.run_id for r in runs if r.info.status not in finished}
+    logged = 0
+    for row in rows:
+        trial_id = row["trial_id"]
+        if trial_id in done:
+            continue
+        status = row.get("status") or "failed"
+        child_id = partial.get(trial_id)
+        if child_id is None:
+            tags = {MLFLOW_PARENT_RUN_ID: parent_id, SWEEP_TAG: run_id, ROLE_TAG: "trial", TRIAL_TAG: trial_id,
+                    STATUS_TAG: status, ERROR_TAG: str(row.get("error") or "")[:_MAX_TAG]}
+            child_id = client.create_run(exp_id, run_name=trial_id, tags=tags).info.run_id
+        metrics, params = _trial_batch(row, metric, int(time.time() * 1000))
+        for start in range(0, max(len(params), 1), _BATCH):
+            client.log_batch(child_id, metrics=metrics if start == 0 else [], params=params[start:start + _BATCH])
+        client.set_terminated(child_id, "FINISHED" if status == "success" else "FAILED")
+        done.add(trial_id)
+        logged += 1
+    if parent.info.status not in finished:
+        client.set_terminated(parent_id, "FINISHED")
+    return logged
+
+
+def _pip_requirements(model: Any) -> list[str]:
+    """Pin the packages the model's objects come from. MLflow's own inference re-imports the model
+    in a subprocess (~15 s) and lists whatever that interpreter loaded (torch for a logistic regression)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    objects = [model, *getattr(model, "__dict__", {}).values()]
+    if hasattr(model, "get_params"):
+        objects += list(model.get_params(deep=True).values())
+    # A fitted attribute brings its package in (the project's MLP keeps a torch network in `network_`).
+    # mlfleet itself is not on PyPI: an MLP's loader needs the project installed anyway.
+    roots = {type(o).__module__.split(".")[0] for o in objects} | {"sklearn", "cloudpickle"}
+    pins = []
+    for root in sorted(roots - {"builtins", "mlfleet"}):
+        name = _DISTRIBUTIONS.get(root, root)
+        try:
+            pins.append(f"{name}=={version(name).split('+')[0]}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
+def _version_info(client: Any, name: str, version: Any) -> dict[str, Any]:
+    mv = client.get_model_version(name, str(version))
+    alias = next((a for a in (CHAMPION, CHALLENGER, *mv.aliases) if a in mv.aliases), None)
+    return {"name": name, "version": str(mv.version), "alias": alias, "model_uri": f"models:/{name}/{mv.version}",
+            "run_id": mv.run_id, "tags": dict(mv.tags), "aliases": list(mv.aliases)}
+
+
+def _versions_of_sweep(client: Any, name: str, run_id: str) -> list[Any]:
+    query = f"name = {_quoted(name)} and tags.`{SWEEP_TAG}` = {_quoted(run_id)}"
+    return sorted(client.search_model_versions(query), key=lambda mv: int(mv.version))
+
+
+def register_model(
+    *, settings: Any, experiment: str, run_id: str, model: Any, X_sample: Any, reference: Any,
+    tags: dict[str, str], score: float,
+) -> dict[str, Any]:
+    """Log + register the sweep's best model; the first version of a name becomes `champion`, later
+    ones `challenger` (promotion is the retraining DAG's decision). Once per sweep run_id."""
+    import mlflow
+    import mlflow.sklearn
+
+    client = _client(settings)
+    existing = _versions_of_sweep(client, experiment, run_id)
+    if existing:
+        return _version_info(client, experiment, existing[0].version)
+    exp_id = experiment_id(settings, experiment)
+    earlier = _find_runs(client, exp_id, run_id, "best")  # logged, then the task died before registering
+    new_run = {"experiment_id": exp_id, "run_name": f"{run_id}-best", "tags": {SWEEP_TAG: run_id, ROLE_TAG: "best"}}
+    run_kwargs = {"run_id": earlier[0].info.run_id} if earlier else new_run
+    with mlflow.start_run(**run_kwargs), tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / REFERENCE_FILE
+        reference.to_parquet(local, index=False)
+        mlflow.log_artifact(str(local), artifact_path=REFERENCE_DIR)
+        mlflow.log_metric("score", float(score))
+        # cloudpickle, not MLflow's default skops: skops cannot rebuild the MLP's torch tensors, its
+        # import walks all of scikit-learn (10+ s, in every loader too), and the types it trusts on load
+        # are read from the model's own MLmodel file, so it adds no safety for our own registry.
+        info = mlflow.sklearn.log_model(model, name="model", input_example=X_sample,
+                                        serialization_format="cloudpickle", pip_requirements=_pip_requirements(model))
+    version_tags = {**{k: str(v) for k, v in tags.items()}, SWEEP_TAG: run_id, SCORE_TAG: repr(float(score))}
+    version = mlflow.register_model(info.model_uri, experiment, tags=version_tags).version
+    aliases = client.get_registered_model(experiment).aliases
+    client.set_registered_model_alias(experiment, CHAMPION if CHAMPION not in aliases else CHALLENGER, str(version))
+    return _version_info(client, experiment, version)
+
+
+def _registered(client: Any, name: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+
+
+def champion(settings: Any, name: str) -> dict[str, Any] | None:
+    """The `champion` version of registered model `name`, or None while there is none."""
+    client = _client(settings)
+    registered = _registered(client, name)
+    if registered is None or CHAMPION not in registered.aliases:
+        return None
+    info = _version_info(client, name, registered.aliases[CHAMPION])
+    return {**info, "alias": CHAMPION, "model_uri": f"models:/{name}@{CHAMPION}"}
+
+
+def load_model(settings: Any, model_uri: str) -> Any:
+    import mlflow.sklearn
+
+    configure(settings)
+    return mlflow.sklearn.load_model(model_uri)
+
+
+def load_reference(settings: Any, name: str, alias: str = CHAMPION) -> Any:
+    """The training features the aliased version was fitted on: the drift baseline."""
+    import pandas as pd
+
+    client = _client(settings)
+    mv = client.get_model_version_by_alias(name, alias)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(mv.run_id, f"{REFERENCE_DIR}/{REFERENCE_FILE}", tmp)
+        return pd.read_parquet(local)
+
+
+def set_alias(settings: Any, name: str, alias: str, version: str | int) -> None:
+    _client(settings).set_registered_model_alias(name, alias, str(version))
+
+
+def record_version_tags(settings: Any, name: str, version: str | int, tags: dict[str, Any]) -> None:
+    client = _client(settings)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, str(value))
+
+
+def list_champions(settings: Any) -> list[str]:
+    """Names of the registered models that have a champion: the ones the drift DAG watches."""
+    client = _client(settings)
+    names: list[str] = []
+    token = None
+    while True:
+        page = client.search_registered_models(max_results=1000, page_token=token)
+        names += [rm.name for rm in page if CHAMPION in rm.aliases]
+        token = page.token
+        if not token:
+            return sorted(names)

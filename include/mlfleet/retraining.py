@@ -1,0 +1,112 @@
+"""Drift-triggered retraining: an Optuna sweep warm-started from the champion's study, then a
+challenger-vs-champion decision on the same newest holdout window.
+
+The challenger is promoted (the MLflow `champion` alias moves) only when it scores strictly
+higher on the holdout; both scores and the decision are recorded either way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlfleet.config import Settings
+from mlfleet.spec import SpecError, param_domain
+from mlfleet.training.entrypoint import write_json_atomic
+
+RETRAIN_MAX_ROUNDS = 4
+
+
+def bayes_spec(spec: dict[str, Any], *, n_trials: int, batch_size: int) -> dict[str, Any]:
+    """The champion's spec as a Bayesian search: numeric grids become ranges, the rest stay choices."""
+    models = []
+    for entry in spec["models"]:
+        params: dict[str, Any] = {}
+        for key, raw in entry.get("params", {}).items():
+            domain = param_domain(raw)
+            numeric = isinstance(domain, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in domain)
+            if numeric and len(set(domain)) > 1:
+                low, high = min(domain), max(domain)
+                kind = "int" if all(isinstance(v, int) for v in domain) else "float"
+                params[key] = {kind: [low, high], "log": bool(low > 0 and high / low >= 20)}
+            else:
+                params[key] = raw
+        models.append({**entry, "params": params})
+    return {**spec, "models": models, "search": {"strategy": "bayes", "n_trials": n_trials, "batch_size": batch_size}}
+
+
+def prepare(conf: dict[str, Any], *, settings: Settings, run_id: str) -> dict[str, Any]:
+    from mlfleet import results, sweep, tuning
+
+    name = conf.get("model")
+    if not name:
+        raise SpecError("conf.model", "name the registered model to retrain, e.g. {\"model\": \"churn-baseline\"}")
+    champion = results.champion(settings, name)
+    if champion is None:
+        raise SpecError("conf.model", f"registered model {name!r} has no champion version to retrain from")
+    champion_spec = json.loads(champion["tags"]["mlfleet.spec"])
+    spec = bayes_spec(champion_spec, n_trials=settings.retrain_trials, batch_size=settings.retrain_batch_size)
+    context = sweep.prepare(spec, settings=settings, run_id=run_id, round_limit=RETRAIN_MAX_ROUNDS,
+                            holdout_days=settings.holdout_days)
+    if not context["holdout_path"]:
+        raise SpecError("dataset", "retraining needs a timestamped dataset (a Feast feature service) for its holdout window")
+    study = tuning.open_study(storage=settings.optuna_storage, name=context["study"], seed=spec["cv"]["seed"])
+    warm = 0
+    source_name = champion["tags"].get("mlfleet.study")
+    if source_name:
+        source = tuning.open_study(storage=settings.optuna_storage, name=source_name, seed=0)
+        warm = tuning.warm_start(study, source=source, spec=sweep.spec_of(context))
+    context.update(champion={"version": str(champion["version"]), "features": json.loads(champion["tags"]["mlfleet.features"])},
+                   drifted_features=list(conf.get("drifted_features", [])), warm_started_trials=warm)
+    write_json_atomic(Path(context["results_dir"]) / "context.json", context)
+    return context
+
+
+def decide(context: dict[str, Any], *, settings: Settings) -> dict[str, Any]:
+    """Finish the sweep, fit the challenger, score both on the holdout, and move the alias if it wins."""
+    import pandas as pd
+    from sklearn.metrics import get_scorer
+
+    from mlfleet import results, sweep
+
+    spec = sweep.spec_of(context)
+    name = context["experiment"]
+    board = sweep.finalize(context, settings=settings, register=False)
+    if not board["best"]:
+        raise RuntimeError(f"every retraining trial failed; see {board['results_uri']}/leaderboard.json")
+    holdout = pd.read_parquet(context["holdout_path"])
+    if spec.task == "classification" and holdout[spec.target].nunique() < 2:
+        raise RuntimeError(f"the {settings.holdout_days}-day holdout has a single class; widen MLFLEET_HOLDOUT_DAYS")
+    scorer = get_scorer(spec.metric)
+    challenger, X_train = sweep.fit_best(context, board["best"])
+    champion = results.load_model(settings, f"models:/{name}@champion")
+    champion_score = float(scorer(champion, holdout[context["champion"]["features"]], holdout[spec.target]))
+    challenger_score = float(scorer(challenger, holdout[context["features"]], holdout[spec.target]))
+    promoted = challenger_score > champion_score
+    holdout_window = [str(holdout["event_timestamp"].min()), str(holdout["event_timestamp"].max())]
+    decision_tags = {"mlfleet.holdout_score": f"{challenger_score:.6f}",
+                     "mlfleet.champion_holdout_score": f"{champion_score:.6f}",
+                     "mlfleet.decision": "promoted" if promoted else "kept_champion"}
+    info = sweep.register_fitted(context, board["best"], model=challenger, X=X_train, settings=settings,
+                                 extra_tags=decision_tags)
+    if promoted:
+        results.set_alias(settings, name, "champion", info["version"])
+    decision = {
+        "model": name, "run_id": context["run_id"], "metric": spec.metric,
+        "champion_version": context["champion"]["version"], "challenger_version": str(info["version"]),
+        "champion_score": champion_score, "challenger_score": challenger_score, "promoted": promoted,
+        "holdout_rows": int(len(holdout)), "holdout_window": holdout_window,
+        "drifted_features": context.get("drifted_features", []),
+        "warm_started_trials": context.get("warm_started_trials", 0),
+        "best_trial": board["best"], "decided_at": datetime.now(timezone.utc).isoformat(),
+    }
+    write_json_atomic(settings.decisions_dir / name / f"{context['run_id']}.json", decision)
+    write_json_atomic(Path(context["results_dir"]) / "decision.json", decision)
+    return decision
+
+
+def rounds_needed(settings: Settings) -> int:
+    return math.ceil(settings.retrain_trials / settings.retrain_batch_size)

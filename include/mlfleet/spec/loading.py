@@ -1,0 +1,88 @@
+"""Turn YAML text, a file or a dict into an `ExperimentSpec`, or a `SpecError` naming the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from mlfleet.spec.errors import SpecError
+from mlfleet.spec.model import ExperimentSpec
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif "[" in str(part) or str(part)[:1].isupper():
+            continue  # a union member's name, not a field
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _from_validation_error(err: ValidationError) -> SpecError:
+    first = err.errors(include_url=False)[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    field = _field_path(tuple(first["loc"]))
+    if first["type"] == "extra_forbidden":
+        return SpecError(field, "unknown field; check its spelling against experiment-spec.md")
+    if first["type"] == "missing":
+        return SpecError(field, "required field is missing")
+    if ": " in message and message.split(": ", 1)[0].startswith("models["):
+        field, message = message.split(": ", 1)
+    if first["type"] == "string_pattern_mismatch" and field == "name":
+        message = f"{first['input']!r} must match [a-z0-9-]+ (lower-case letters, digits, dashes)"
+    return SpecError(field, message)
+
+
+def parse_spec(data: Any) -> ExperimentSpec:
+    """Validate a spec object (a dict from YAML, JSON or the trigger form)."""
+    if isinstance(data, ExperimentSpec):
+        return data
+    if not isinstance(data, dict):
+        raise SpecError("spec", f"expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as err:
+        raise _from_validation_error(err) from None
+
+
+def load_yaml_text(text: str, *, source: str = "spec") -> dict[str, Any]:
+    """Parse YAML safely: a Python tag or a syntax error is a SpecError, never code execution."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as err:
+        tag = getattr(err, "problem", "") or str(err)
+        raise SpecError(source, f"YAML tag not allowed ({tag.strip()}); specs are plain data") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise SpecError(source, f"YAML does not parse{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise SpecError(source, "expected a YAML mapping of spec fields")
+    return data
+
+
+def load_spec(source: str | Path | dict[str, Any]) -> ExperimentSpec:
+    """Load a spec from a dict, a JSON/YAML string, or a path to a YAML/JSON file."""
+    if isinstance(source, dict):
+        return parse_spec(source)
+    text = str(source)
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        try:
+            return parse_spec(json.loads(text))
+        except json.JSONDecodeError:
+            return parse_spec(load_yaml_text(text))
+    path = Path(text).expanduser() if "\n" not in text and len(text) < 4096 else None
+    if path is None or (not path.is_file() and ": " in text):
+        return parse_spec(load_yaml_text(text))
+    if not path.is_file():
+        raise SpecError("spec", f"file {str(path)!r} does not exist")
+    return parse_spec(load_yaml_text(path.read_text(), source=str(path)))

@@ -1,0 +1,156 @@
+"""The experiment spec of shared/experiment-spec.md as pydantic models.
+
+Structural checks live here; checks that need the data or the model zoo (target column, known
+estimator parameters, scorer names) live in `validate.py` so this module stays import-light.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MODEL_TYPES = ("xgboost", "lightgbm", "random_forest", "logistic_l1", "mlp")
+NAME_PATTERN = r"^[a-z0-9-]+$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Strict):
+    cpu: float = Field(default=1, gt=0)
+    memory_gb: float = Field(default=2, gt=0)
+    gpu: int = Field(default=0, ge=0)
+
+
+class Dataset(_Strict):
+    feature_service: str | None = None
+    path: str | None = None
+    builtin: str | None = None
+    # path datasets: the feature columns (default: every column but the target)
+    features: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Dataset":
+        given = [k for k in ("feature_service", "path", "builtin") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of feature_service, path, builtin"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+class CV(_Strict):
+    folds: int = Field(default=5, ge=2, le=50)
+    seed: int = 0
+
+
+class Search(_Strict):
+    strategy: Literal["grid", "random", "bayes"] = "grid"
+    n_trials: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _trials_needed(self) -> "Search":
+        if self.strategy in ("random", "bayes") and self.n_trials is None:
+            raise ValueError(f"n_trials is required for strategy {self.strategy!r}")
+        return self
+
+
+class Range(_Strict):
+    """A numeric search range for random and bayes search: `{int: [2, 10]}` or `{float: [..], log: true}`."""
+
+    kind: Literal["int", "float"]
+    low: float
+    high: float
+    log: bool = False
+
+
+def param_domain(value: Any) -> list[Any] | Range | Any:
+    """A param's search domain: a list (choices), a Range, or a fixed scalar."""
+    if isinstance(value, dict) and value.keys() & {"int", "float"}:
+        kind = "int" if "int" in value else "float"
+        low, high = value[kind]
+        return Range(kind=kind, low=low, high=high, log=bool(value.get("log", False)))
+    return value
+
+
+class ModelEntry(_Strict):
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in MODEL_TYPES:
+            raise ValueError(f"unknown model type {value!r}; choose one of {', '.join(MODEL_TYPES)}")
+        return value
+
+
+class Budget(_Strict):
+    max_parallel: int = Field(default=8, ge=1)
+    timeout_minutes: float = Field(default=60, gt=0)
+
+
+class ExperimentSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN, max_length=48)
+    task: Literal["classification", "regression"]
+    target: str = Field(min_length=1)
+    metric: str
+    dataset: Dataset
+    cv: CV = CV()
+    search: Search = Search()
+    models: list[ModelEntry] = Field(min_length=1)
+    resources: Resources = Resources()
+    backend: Literal["local", "sagemaker", "kubernetes"] | None = None
+    budget: Budget = Budget()
+
+    @model_validator(mode="after")
+    def _param_shapes(self) -> "ExperimentSpec":
+        for i, model in enumerate(self.models):
+            for key, value in model.params.items():
+                _check_param(f"models[{i}].params.{key}", value, self.search.strategy)
+        return self
+
+    def resources_for(self, model_index: int) -> Resources:
+        return self.models[model_index].resources or self.resources
+
+
+def _check_param(field: str, value: Any, strategy: str) -> None:
+    # Raised as ValueError with the field path in front; loading turns it into a SpecError.
+    if isinstance(value, list):
+        if not value:
+            raise ValueError(f"{field}: empty list; give at least one value")
+        return
+    if isinstance(value, dict):
+        keys = set(value)
+        kinds = keys & {"int", "float"}
+        if len(kinds) != 1 or keys - {"int", "float", "log"}:
+            raise ValueError(
+                f"{field}: a range is {{int: [low, high]}} or {{float: [low, high], log: true}}, got {value!r}"
+            )
+        kind = kinds.pop()
+        bounds = value[kind]
+        if strategy == "grid":
+            raise ValueError(f"{field}: a range needs strategy random or bayes; grid takes a list")
+        if (
+            not isinstance(bounds, list)
+            or len(bounds) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+        ):
+            raise ValueError(f"{field}.{kind}: give [low, high] as two numbers, got {bounds!r}")
+        low, high = bounds
+        if kind == "int" and not all(float(b).is_integer() for b in bounds):
+            raise ValueError(f"{field}.int: bounds must be integers, got {bounds!r}")
+        if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+            raise ValueError(f"{field}.{kind}: bad range [{low}, {high}]; low must be < high")
+        if value.get("log") and low <= 0:
+            raise ValueError(f"{field}.{kind}: a log range needs low > 0, got {low}")
+        return
+    if strategy == "grid":
+        raise ValueError(f"{field}: grid values must be a list, got {value!r}")
+    # random/bayes: a bare scalar is a fixed value

@@ -1,0 +1,57 @@
+"""Checks that need the model zoo or the data: every one runs before any trial starts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlfleet.spec.errors import SpecError
+from mlfleet.spec.model import ExperimentSpec
+
+
+def check_metric(spec: ExperimentSpec) -> None:
+    from sklearn.metrics import get_scorer_names
+
+    names = get_scorer_names()
+    if spec.metric not in names:
+        close = [n for n in names if spec.metric.split("_")[0] in n][:6]
+        hint = f"; did you mean one of {close}" if close else ""
+        raise SpecError("metric", f"unknown scikit-learn scorer {spec.metric!r}{hint}")
+
+
+def check_params(spec: ExperimentSpec) -> None:
+    from mlfleet.training.zoo import known_params
+
+    for i, entry in enumerate(spec.models):
+        known = known_params(entry.type, task=spec.task)
+        for key in entry.params:
+            if key not in known:
+                raise SpecError(
+                    f"models[{i}].params.{key}",
+                    f"unknown parameter for {entry.type} ({spec.task}); known: {', '.join(sorted(known))}",
+                )
+
+
+def check_target(spec: ExperimentSpec, frame: Any) -> None:
+    """The target exists, is non-empty, and a classification target fills every fold."""
+    y = frame[spec.target]
+    if y.isna().any():
+        raise SpecError("target", f"{spec.target!r} has {int(y.isna().sum())} missing values")
+    if len(frame) < spec.cv.folds:
+        raise SpecError("cv.folds", f"{spec.cv.folds} folds but the dataset has only {len(frame)} rows")
+    if spec.task == "classification":
+        counts = y.value_counts()
+        if len(counts) < 2:
+            raise SpecError("target", f"{spec.target!r} has a single class; classification needs two or more")
+        if counts.min() < spec.cv.folds:
+            raise SpecError(
+                "cv.folds",
+                f"{spec.cv.folds} folds but class {counts.idxmin()!r} of {spec.target!r} has only {counts.min()} rows",
+            )
+        if len(counts) > 50:
+            raise SpecError("task", f"{spec.target!r} has {len(counts)} classes; is this a regression target?")
+
+
+def check_static(spec: ExperimentSpec) -> None:
+    """Everything that does not need the data."""
+    check_metric(spec)
+    check_params(spec)

@@ -1,0 +1,1 @@
+"""Training: the model zoo, cross-validation and the container entrypoint (no Airflow imports)."""

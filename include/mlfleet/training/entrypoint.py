@@ -1,0 +1,110 @@
+"""The one training entrypoint: SageMaker's container contract, run locally, in pods and on SageMaker.
+
+Layout under the root (`/opt/ml` in a container, a per-batch directory locally):
+
+    input/config/hyperparameters.json   {"job": "<json>"}: task, target, features, metric, cv, trials
+    input/data/train/                    the training set (Parquet or CSV)
+    model/results.json                   one result row per trial (the leaderboard rows)
+    checkpoints/<trial_id>.json          a finished trial, so a restarted job skips it
+    output/failure                       why the job failed, when it did
+
+Metrics go to stdout as `trial=<id> fold=<k> score=<v>` and `trial=<id> mean_score=<v>`, the
+form a SageMaker MetricDefinition regex reads. Nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+METRIC_DEFINITIONS = [
+    {"Name": "fold_score", "Regex": r"fold=\d+ score=([-+0-9.eE]+)"},
+    {"Name": "mean_score", "Regex": r"mean_score=([-+0-9.eE]+)"},
+]
+XCOM_SIDECAR = Path("/airflow/xcom/return.json")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temp file beside `path` and rename it in: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def read_hyperparameters(root: Path) -> dict[str, Any]:
+    raw = json.loads((root / "input/config/hyperparameters.json").read_text())
+    # SageMaker passes every hyperparameter as a string; the job is one JSON-encoded value.
+    job = raw["job"]
+    return json.loads(job) if isinstance(job, str) else job
+
+
+def load_channel(channel: Path) -> Any:
+    import pandas as pd
+
+    files = sorted(p for p in channel.rglob("*") if p.is_file() and p.suffix in (".parquet", ".csv"))
+    if not files:
+        raise FileNotFoundError(f"input channel {channel} holds no .parquet or .csv file")
+    frames = [pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p) for p in files]
+    return pd.concat(frames, ignore_index=True)
+
+
+def run(root: Path, *, workers: int | None = None) -> list[dict[str, Any]]:
+    """Run every trial of the batch not already checkpointed; return all result rows."""
+    from mlfleet.training.cv import CVConfig, cross_validate_trials
+
+    job = read_hyperparameters(root)
+    frame = load_channel(root / "input/data/train")
+    X = frame[job["features"]].to_numpy(dtype="float64")
+    y = frame[job["target"]].to_numpy()
+    config = CVConfig(task=job["task"], metric=job["metric"], folds=job["cv"]["folds"], seed=job["cv"]["seed"])
+    checkpoints = root / "checkpoints"
+    done = {p.stem: json.loads(p.read_text()) for p in checkpoints.glob("*.json")} if checkpoints.is_dir() else {}
+    todo = [t for t in job["trials"] if t["trial_id"] not in done]
+
+    def record(row: dict[str, Any]) -> None:
+        for k, score in enumerate(row["fold_scores"] or []):
+            print(f"trial={row['trial_id']} fold={k} score={score:.10g}", flush=True)
+        if row["status"] == "success":
+            print(f"trial={row['trial_id']} mean_score={row['mean_score']:.10g}", flush=True)
+        else:
+            print(f"trial={row['trial_id']} status=failed error={row['error']}", flush=True)
+        write_json_atomic(checkpoints / f"{row['trial_id']}.json", row)
+
+    workers = workers or int(os.environ.get("MLFLEET_WORKERS", "0")) or os.cpu_count() or 1
+    cross_validate_trials(todo, X, y, config, workers=workers, on_trial_done=record)
+    rows = [json.loads((checkpoints / f"{t['trial_id']}.json").read_text()) for t in job["trials"]]
+    write_json_atomic(root / "model/results.json", rows)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs="?", default="train", help="SageMaker passes 'train'")
+    parser.add_argument("--root", default=os.environ.get("MLFLEET_SM_ROOT", "/opt/ml"))
+    parser.add_argument("--xcom", action="store_true", help="also write the result to the KPO XCom sidecar file")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    try:
+        rows = run(root)
+    except Exception as err:  # noqa: BLE001 - the failure file is the contract
+        message = "".join(traceback.format_exception_only(type(err), err)).strip()
+        (root / "output").mkdir(parents=True, exist_ok=True)
+        (root / "output/failure").write_text(message + "\n\n" + traceback.format_exc())
+        print(message, file=sys.stderr)
+        return 1
+    if args.xcom:
+        summary = {"results": rows}
+        write_json_atomic(XCOM_SIDECAR, summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

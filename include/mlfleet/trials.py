@@ -1,0 +1,156 @@
+"""Trials: expand a spec's search space (grid, random) and pack trials into batches.
+
+A trial's id comes from its identity (model type + params), so the same trial gets the same
+id, job name and output path on every retry and every scheduler restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mlfleet.spec import ExperimentSpec, Range, param_domain
+
+# Seconds one CV fold of one trial takes on one core, before any history is known. Rough
+# figures for ~10k rows; the planner only needs their ratios right.
+DEFAULT_FOLD_SECONDS = {"xgboost": 0.6, "lightgbm": 0.4, "random_forest": 1.0, "logistic_l1": 0.1, "mlp": 2.0}
+
+
+@dataclass(frozen=True)
+class Trial:
+    trial_id: str
+    model: str
+    params: dict[str, Any]
+    model_index: int = 0
+    optuna_number: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Trial":
+        return cls(**data)
+
+
+def trial_id(model: str, params: dict[str, Any]) -> str:
+    """`<model>-<8 hex>` from the trial's identity; stable across processes and runs."""
+    blob = json.dumps({"model": model, "params": params}, sort_keys=True, default=str)
+    return f"{model.replace('_', '-')}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def make_trial(model: str, params: dict[str, Any], model_index: int, optuna_number: int | None = None) -> Trial:
+    return Trial(trial_id(model, params), model, params, model_index, optuna_number)
+
+
+def expand_grid(spec: ExperimentSpec) -> list[Trial]:
+    trials: list[Trial] = []
+    for index, entry in enumerate(spec.models):
+        keys = list(entry.params)
+        for values in itertools.product(*(entry.params[k] for k in keys)):
+            trials.append(make_trial(entry.type, dict(zip(keys, values)), index))
+    return _unique(trials)
+
+
+def sample_params(domains: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for key, raw in domains.items():
+        domain = param_domain(raw)
+        if isinstance(domain, Range):
+            if domain.log:
+                value = math.exp(rng.uniform(math.log(domain.low), math.log(domain.high)))
+            else:
+                value = rng.uniform(domain.low, domain.high)
+            params[key] = int(round(value)) if domain.kind == "int" else value
+        elif isinstance(domain, list):
+            params[key] = rng.choice(domain)
+        else:
+            params[key] = domain
+    return params
+
+
+def expand_random(spec: ExperimentSpec) -> list[Trial]:
+    """`n_trials` draws, models taken in turn, seeded by `cv.seed` so a rerun draws the same."""
+    rng = random.Random(spec.cv.seed)
+    trials = []
+    for i in range(spec.search.n_trials or 0):
+        index = i % len(spec.models)
+        entry = spec.models[index]
+        trials.append(make_trial(entry.type, sample_params(entry.params, rng), index))
+    return _unique(trials)
+
+
+def expand(spec: ExperimentSpec) -> list[Trial]:
+    """Every trial of a grid or random search (bayes trials come from `mlfleet.tuning`)."""
+    if spec.search.strategy == "grid":
+        return expand_grid(spec)
+    if spec.search.strategy == "random":
+        return expand_random(spec)
+    raise ValueError("bayes trials are proposed round by round by mlfleet.tuning")
+
+
+def _unique(trials: list[Trial]) -> list[Trial]:
+    seen: dict[str, Trial] = {}
+    for trial in trials:
+        seen.setdefault(trial.trial_id, trial)
+    return list(seen.values())
+
+
+@dataclass
+class Batch:
+    batch_id: str
+    trials: list[Trial] = field(default_factory=list)
+    predicted_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "predicted_seconds": round(self.predicted_seconds, 3),
+            "trials": [t.to_dict() for t in self.trials],
+        }
+
+
+def predict_trial_seconds(trial: Trial, folds: int, history: dict[str, float] | None = None) -> float:
+    """Predicted core-seconds of a trial: its model's median per-fold time from history, else a default."""
+    per_fold = (history or {}).get(trial.model, DEFAULT_FOLD_SECONDS.get(trial.model, 1.0))
+    scale = 1.0
+    n_estimators = trial.params.get("n_estimators")
+    if isinstance(n_estimators, (int, float)) and n_estimators > 0:
+        scale = n_estimators / 100
+    return per_fold * folds * scale
+
+
+def plan_batches(
+    trials: list[Trial],
+    *,
+    folds: int,
+    cores_per_batch: int,
+    max_batches: int,
+    target_seconds: float,
+    history: dict[str, float] | None = None,
+    prefix: str = "b",
+) -> list[Batch]:
+    """Pack trials into batches by predicted runtime (longest first onto the lightest batch).
+
+    The number of batches is what fills `target_seconds` of wall time per batch on
+    `cores_per_batch` cores, capped at `max_batches` (the spec's max_parallel); so many short
+    trials share a task instance while long trials spread out.
+    """
+    if not trials:
+        return []
+    cost = {t.trial_id: predict_trial_seconds(t, folds, history) for t in trials}
+    total_wall = sum(cost.values()) / max(cores_per_batch, 1)
+    n_batches = max(1, min(max_batches, len(trials), math.ceil(total_wall / target_seconds)))
+    batches = [Batch(batch_id="") for _ in range(n_batches)]
+    for trial in sorted(trials, key=lambda t: (-cost[t.trial_id], t.trial_id)):
+        lightest = min(batches, key=lambda b: b.predicted_seconds)
+        lightest.trials.append(trial)
+        lightest.predicted_seconds += cost[trial.trial_id]
+    for batch in batches:
+        ids = ",".join(sorted(t.trial_id for t in batch.trials))
+        batch.batch_id = f"{prefix}-{hashlib.sha256(ids.encode()).hexdigest()[:10]}"
+    return sorted(batches, key=lambda b: b.batch_id)

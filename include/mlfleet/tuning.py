@@ -1,0 +1,153 @@
+"""Bayesian optimisation with Optuna: ask/tell in rounds, the study kept in SQLite (or PostgreSQL).
+
+A round asks `batch_size` trials at once (TPE with the constant liar, so parallel asks spread
+out), the batches run as mapped tasks, and the next round tells Optuna their scores. Parameter
+names are `<model index>.<param>`, with a `model` choice on top, so one study spans every model
+of a spec.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlfleet.spec import ExperimentSpec, Range, param_domain
+from mlfleet.trials import Trial, make_trial
+
+_CATEGORICAL_TYPES = (type(None), bool, int, float, str)
+
+
+def _optuna() -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def open_study(*, storage: str, name: str, seed: int) -> Any:
+    """Create or load a study; direction is maximise (scikit-learn scorers are higher-is-better)."""
+    optuna = _optuna()
+    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=4)
+    return optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler, load_if_exists=True)
+
+
+def distributions(spec: ExperimentSpec) -> dict[str, Any]:
+    """Optuna distributions of every searchable parameter (fixed scalars are not searched)."""
+    optuna = _optuna()
+    dists: dict[str, Any] = {"model": optuna.distributions.CategoricalDistribution(list(range(len(spec.models))))}
+    for i, entry in enumerate(spec.models):
+        for key, raw in entry.params.items():
+            domain = param_domain(raw)
+            name = f"{i}.{key}"
+            if isinstance(domain, Range):
+                if domain.kind == "int":
+                    dists[name] = optuna.distributions.IntDistribution(int(domain.low), int(domain.high), log=domain.log)
+                else:
+                    dists[name] = optuna.distributions.FloatDistribution(domain.low, domain.high, log=domain.log)
+            elif isinstance(domain, list):
+                dists[name] = optuna.distributions.CategoricalDistribution([_encode(v) for v in domain])
+    return dists
+
+
+def _encode(value: Any) -> Any:
+    return value if isinstance(value, _CATEGORICAL_TYPES) else json.dumps(value)
+
+
+def _decode(value: Any, choices: list[Any]) -> Any:
+    for choice in choices:
+        if _encode(choice) == value:
+            return choice
+    return value
+
+
+def ask(study: Any, spec: ExperimentSpec, n: int) -> list[Trial]:
+    """Ask `n` new trials; a trial's params are the chosen model's params only."""
+    dists = distributions(spec)
+    trials = []
+    for _ in range(n):
+        ot = study.ask({"model": dists["model"]})
+        index = ot.params["model"]
+        entry = spec.models[index]
+        params: dict[str, Any] = {}
+        for key, raw in entry.params.items():
+            name = f"{index}.{key}"
+            if name in dists:
+                value = _suggest(ot, name, dists[name])
+                params[key] = _decode(value, raw) if isinstance(raw, list) else value
+            else:
+                params[key] = raw
+        trials.append(make_trial(entry.type, params, index, optuna_number=ot.number))
+    return trials
+
+
+def _suggest(ot: Any, name: str, dist: Any) -> Any:
+    optuna = _optuna()
+    if isinstance(dist, optuna.distributions.IntDistribution):
+        return ot.suggest_int(name, dist.low, dist.high, log=dist.log)
+    if isinstance(dist, optuna.distributions.FloatDistribution):
+        return ot.suggest_float(name, dist.low, dist.high, log=dist.log)
+    return ot.suggest_categorical(name, dist.choices)
+
+
+def _fits(dist: Any, value: Any) -> bool:
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
+
+
+def tell(study: Any, rows: list[dict[str, Any]], trials: list[Trial]) -> int:
+    """Tell Optuna each finished trial's mean score (failed trials as FAIL); idempotent."""
+    optuna = _optuna()
+    by_id = {r["trial_id"]: r for r in rows}
+    told = 0
+    finished = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    for trial in trials:
+        if trial.optuna_number is None or trial.optuna_number in finished:
+            continue
+        row = by_id.get(trial.trial_id)
+        if row and row["status"] == "success":
+            study.tell(trial.optuna_number, row["mean_score"])
+        else:
+            study.tell(trial.optuna_number, state=optuna.trial.TrialState.FAIL)
+        told += 1
+    return told
+
+
+def warm_start(study: Any, *, source: Any, spec: ExperimentSpec) -> int:
+    """Copy the source study's completed trials that fit this spec's space; returns how many."""
+    optuna = _optuna()
+    if study.get_trials(deepcopy=False):
+        return 0  # already warm (a retried task): never copy twice
+    dists = distributions(spec)
+    added = 0
+    for old in source.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        params = {k: v for k, v in old.params.items() if k in dists}
+        if "model" not in params or not all(_fits(dists[k], v) for k, v in params.items()):
+            continue
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions={k: dists[k] for k in params}, value=old.value))
+        added += 1
+    return added
+
+
+def record_trials(study: Any, spec: ExperimentSpec, rows: list[dict[str, Any]], trials: list[Trial]) -> int:
+    """Record a grid/random sweep's finished trials in a study, so a later retrain can warm-start."""
+    optuna = _optuna()
+    if study.get_trials(deepcopy=False):
+        return 0
+    by_id = {r["trial_id"]: r for r in rows}
+    added = 0
+    for trial in trials:
+        row = by_id.get(trial.trial_id)
+        if not row or row["status"] != "success":
+            continue
+        params = {"model": trial.model_index}
+        dists = {"model": optuna.distributions.CategoricalDistribution(list(range(len(spec.models))))}
+        for key, value in trial.params.items():
+            if isinstance(value, _CATEGORICAL_TYPES):
+                params[f"{trial.model_index}.{key}"] = value
+                dists[f"{trial.model_index}.{key}"] = optuna.distributions.CategoricalDistribution([value])
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=row["mean_score"]))
+        added += 1
+    return added

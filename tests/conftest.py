@@ -1,0 +1,53 @@
+"""Test session: all state (MLFLEET_HOME, AIRFLOW_HOME) under one temp dir, set before Airflow loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlfleet-tests-"))
+VENV_BIN = str(Path(sys.executable).parent)
+
+os.environ.update(
+    {
+        "MLFLEET_HOME": str(SESSION_DIR / "home"),
+        "AIRFLOW_HOME": str(SESSION_DIR / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{SESSION_DIR / 'airflow' / 'airflow.db'}",
+        "AIRFLOW_CONN_SPARK_LOCAL": json.dumps({"conn_type": "spark", "host": "local[2]"}),
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "include"), os.environ.get("PYTHONPATH")])),
+        "MLFLEET_LOCAL_WORKERS": "2",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata DB for `dag.test()` (the real one, SQLite)."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ)
+    return SESSION_DIR / "airflow"
+
+
+@pytest.fixture
+def mlfleet_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh MLFLEET_HOME for one test."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("MLFLEET_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def settings(mlfleet_home: Path):
+    from mlfleet.config import get_settings
+
+    return get_settings()
