@@ -27,6 +27,7 @@ os.environ.update(
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "include"), os.environ.get("PYTHONPATH")])),
         "MLFLEET_LOCAL_WORKERS": "2",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
     }
 )
 

@@ -135,19 +135,20 @@ def record_trials(study: Any, spec: ExperimentSpec, rows: list[dict[str, Any]], 
     """Record a grid/random sweep's finished trials in a study, so a later retrain can warm-start."""
     optuna = _optuna()
     if study.get_trials(deepcopy=False):
-        return 0
+        return 0  # recorded by an earlier attempt
+    dists = distributions(spec)
     by_id = {r["trial_id"]: r for r in rows}
-    added = 0
+    frozen = []
     for trial in trials:
         row = by_id.get(trial.trial_id)
         if not row or row["status"] != "success":
             continue
         params = {"model": trial.model_index}
-        dists = {"model": optuna.distributions.CategoricalDistribution(list(range(len(spec.models))))}
         for key, value in trial.params.items():
-            if isinstance(value, _CATEGORICAL_TYPES):
-                params[f"{trial.model_index}.{key}"] = value
-                dists[f"{trial.model_index}.{key}"] = optuna.distributions.CategoricalDistribution([value])
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=row["mean_score"]))
-        added += 1
-    return added
+            name = f"{trial.model_index}.{key}"
+            if name in dists:
+                params[name] = _encode(value)
+        frozen.append(optuna.trial.create_trial(
+            params=params, distributions={k: dists[k] for k in params}, value=row["mean_score"]))
+    study.add_trials(frozen)
+    return len(frozen)
