@@ -49,9 +49,9 @@ class Settings(BaseSettings):
 
     # Demo data
     demo_customers: int = 400
-    demo_days: int = 70
+    demo_days: int = 84
     demo_start: str = "2026-08-01"
-    demo_shift_day: int = 56
+    demo_shift_day: int = 49
 
     @cached_property
     def home_dir(self) -> Path:

@@ -1,0 +1,108 @@
+"""The `mlfleet` command: run local Airflow, the demo, and sweeps from a terminal.
+
+Progress and logs go to stderr; `--json` output alone goes to stdout, so scripts can pipe it.
+A bad spec prints one line naming the field and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Parallel ML experiments on Apache Airflow.")
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@app.command()
+def up() -> None:
+    """Start local Airflow (api-server, scheduler, dag-processor, triggerer) under MLFLEET_HOME."""
+    from mlfleet import airflow_local
+    from mlfleet.config import get_settings
+
+    info = airflow_local.up(get_settings())
+    print(f"Airflow is up: {info['url']}  (login: {info['username']} / {info['password']})")
+    print(f"logs: {info['logs']}")
+
+
+@app.command()
+def down() -> None:
+    """Stop the local Airflow started by `mlfleet up`."""
+    from mlfleet import airflow_local
+    from mlfleet.config import get_settings
+
+    stopped = airflow_local.down(get_settings())
+    print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="experiment spec YAML"),
+    as_json: bool = typer.Option(False, "--json", help="print the leaderboard JSON on stdout"),
+) -> None:
+    """Run one experiment to completion on this machine."""
+    from mlfleet import sweep as sweeps
+    from mlfleet.config import get_settings
+    from mlfleet.spec import SpecError
+
+    try:
+        # Libraries print to stdout (Feast, MLflow): keep stdout for the JSON alone.
+        with contextlib.redirect_stdout(sys.stderr):
+            board = sweeps.run_sweep(str(spec), settings=get_settings(), progress=_err)
+    except SpecError as err:
+        _err(f"error: {err}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(board, indent=2, default=str))
+    else:
+        _print_leaderboard(board)
+
+
+def _print_leaderboard(board: dict, limit: int = 10) -> None:
+    print(f"{board['experiment']} {board['run_id']}  ({board['metric']}, higher is better)")
+    print(f"{'rank':>4}  {'trial':<26} {'mean':>9} {'std':>8}  params")
+    for rank, row in enumerate(board["trials"][:limit], 1):
+        mean = "failed" if row["mean_score"] is None else f"{row['mean_score']:.5f}"
+        std = "" if row["std_score"] is None else f"{row['std_score']:.4f}"
+        print(f"{rank:>4}  {row['trial_id']:<26} {mean:>9} {std:>8}  {json.dumps(row['params'])}")
+    if len(board["trials"]) > limit:
+        print(f"      ... {len(board['trials']) - limit} more in leaderboard.json")
+    print(f"results: {board['results_uri']}")
+
+
+@app.command()
+def demo(
+    serve: bool = typer.Option(True, help="start local Airflow afterwards to browse the runs"),
+) -> None:
+    """Run the whole loop on generated data: events, features, sweep, drift, retrain, promotion."""
+    from mlfleet import airflow_local
+    from mlfleet.config import get_settings
+    from mlfleet.demo import run_demo
+
+    settings = get_settings()
+    outcome = run_demo(settings, say=_err)
+    print()
+    _print_leaderboard(outcome["leaderboard"])
+    drift = outcome["drift"]
+    if drift:
+        print(f"drift: {'yes' if drift['drift'] else 'no'} {drift['drifted_features']}  report: {drift.get('report_path', settings.drift_dir)}")
+    decision = outcome["decision"]
+    if decision:
+        verdict = "promoted" if decision["promoted"] else "kept the champion"
+        print(f"retrain: challenger v{decision['challenger_version']} {decision['challenger_score']:.4f} vs "
+              f"champion v{decision['champion_version']} {decision['champion_score']:.4f} on the newest holdout -> {verdict}")
+    print(f"MLflow: {settings.tracking_uri}  (browse: mlflow ui --backend-store-uri {settings.tracking_uri})")
+    print(f"DAG run logs: {outcome['logs']}")
+    if serve:
+        info = airflow_local.up(settings)
+        print(f"Airflow UI: {info['url']}  login: {info['username']} / {info['password']}  (stop with: mlfleet down)")
+
+
+if __name__ == "__main__":
+    app()
