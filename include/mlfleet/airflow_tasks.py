@@ -17,7 +17,7 @@ from mlfleet.config import PROJECT_ROOT, get_settings
 
 SWEEP_MAX_ROUNDS = 6
 # Updated by feature_pipeline's materialize task; schedules drift_monitor.
-FEATURES_ASSET = Asset(name="mlfleet_features", uri="mlfleet://features/offline")
+FEATURES_ASSET = Asset("mlfleet_features")
 
 
 @contextmanager

@@ -21,7 +21,10 @@ ENTITY_TIMESTAMP = "event_timestamp"
 
 @contextlib.contextmanager
 def _repo_on_path(repo: Path) -> Iterator[None]:
-    # Feast imports repo files as top-level modules (entities, sources, ...).
+    # Feast imports repo files as top-level modules (entities, sources, ...): drop any cached
+    # module of the same name so a re-apply (or another repo) reads the files as they are now.
+    for path in repo.glob("*.py"):
+        sys.modules.pop(path.stem, None)
     sys.path.insert(0, str(repo))
     try:
         yield

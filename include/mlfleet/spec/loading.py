@@ -15,11 +15,11 @@ from mlfleet.spec.model import ExperimentSpec
 
 def _field_path(loc: tuple[Any, ...]) -> str:
     path = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             path += f"[{part}]"
-        elif "[" in str(part) or str(part)[:1].isupper():
-            continue  # a union member's name, not a field
+        elif ("[" in str(part) or str(part)[:1].isupper()) and i < len(loc) - 1:
+            continue  # a union member's name, not a field (the last part is the user's own key)
         else:
             path += f".{part}" if path else str(part)
     return path
@@ -33,7 +33,8 @@ def _from_validation_error(err: ValidationError) -> SpecError:
         return SpecError(field, "unknown field; check its spelling against experiment-spec.md")
     if first["type"] == "missing":
         return SpecError(field, "required field is missing")
-    if ": " in message and message.split(": ", 1)[0].startswith("models["):
+    head = message.split(": ", 1)[0] if ": " in message else ""
+    if head.startswith("models[") or (field and head.startswith(f"{field}.")):
         field, message = message.split(": ", 1)
     if first["type"] == "string_pattern_mismatch" and field == "name":
         message = f"{first['input']!r} must match [a-z0-9-]+ (lower-case letters, digits, dashes)"

@@ -56,7 +56,7 @@ class Search(_Strict):
     @model_validator(mode="after")
     def _trials_needed(self) -> "Search":
         if self.strategy in ("random", "bayes") and self.n_trials is None:
-            raise ValueError(f"n_trials is required for strategy {self.strategy!r}")
+            raise ValueError(f"search.n_trials: required for strategy {self.strategy!r}; give how many trials in all")
         return self
 
 

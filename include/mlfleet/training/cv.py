@@ -54,20 +54,23 @@ def cross_validate_trials(
     """Score every trial on every fold; returns one result dict per trial, input order."""
     from joblib import Parallel, delayed
 
+    # Bayes rounds can propose the same params twice (same trial id): fit each id once, or
+    # the two copies' folds would mix in `by_trial` below.
+    unique = list({t["trial_id"]: t for t in trials}.values())
     splits = list(config.splitter().split(X, y))
     n_classes = len(np.unique(y)) if config.task == "classification" else 0
     jobs = [
         delayed(_fit_fold)(trial, k, train, test, X, y, config, n_classes)
-        for trial in trials
+        for trial in unique
         for k, (train, test) in enumerate(splits)
     ]
-    by_trial: dict[str, list[tuple[int, float | None, float, str | None]]] = {t["trial_id"]: [] for t in trials}
+    by_trial: dict[str, list[tuple[int, float | None, float, str | None]]] = {t["trial_id"]: [] for t in unique}
     results: dict[str, dict[str, Any]] = {}
     runner = Parallel(n_jobs=max(1, min(workers, len(jobs))), return_as="generator_unordered")
     for trial_key, fold, score, seconds, error in runner(jobs):
         by_trial[trial_key].append((fold, score, seconds, error))
         if len(by_trial[trial_key]) == len(splits):
-            trial = next(t for t in trials if t["trial_id"] == trial_key)
+            trial = next(t for t in unique if t["trial_id"] == trial_key)
             results[trial_key] = summarize(trial, sorted(by_trial[trial_key]))
             if on_trial_done:
                 on_trial_done(results[trial_key])

@@ -1,0 +1,51 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is installed on its own: a CPU build where the machine provides one, CUDA in GPU images.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+export PATH := $(abspath $(BIN)):$(PATH)
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: help install demo test test-fast bench up down clean
+
+help:
+	@echo "make demo   - set up .venv, run the whole loop on generated data, print where to look"
+	@echo "make test   - set up .venv, run the whole test suite"
+	@echo "make bench  - run the benchmarks, write docs/benchmarks.md"
+
+install: $(VENV)/.installed
+
+# Python >= 3.11.5 (the pinned set needs it) and Java 17+ (PySpark) are checked, not assumed.
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	@python=$$(scripts/find-python) || exit 1; \
+	  echo "using $$python ($$($$python --version))"; \
+	  test -x $(BIN)/python || $$python -m venv $(VENV)
+	@scripts/check-java
+	$(BIN)/python -m pip install -q --upgrade uv
+	$(BIN)/uv pip install -p $(BIN)/python -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/uv pip install -p $(BIN)/python --no-deps -e .
+	@touch $@
+
+demo: install
+	$(BIN)/mlfleet demo
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+up: install
+	$(BIN)/mlfleet up
+
+down:
+	$(BIN)/mlfleet down
+
+clean:
+	rm -rf $(VENV) .mlfleet .pytest_cache
