@@ -1,16 +1,16 @@
 """`mlfleet up` for real: start the local Airflow, drive it as an outside REST client, stop it.
 
-The DAG here is a throwaway `smoke_rest` written into a tmp dags folder, because the project's
-real DAGs (dags/) are still being written and may not parse yet. Once `experiment_sweep` exists,
-the team will switch this test to trigger it instead (same flow: wait for parse, unpause,
-trigger with conf, wait, check task instances and XCom).
+The client triggers the project's own `experiment_sweep` DAG with a spec in the run's conf, the
+scheduler runs it with the LocalExecutor (mapped batch tasks included), and the client reads the
+result back over the REST API.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import textwrap
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,27 +21,17 @@ from mlfleet.config import Settings, get_settings
 
 pytestmark = pytest.mark.slow
 
-DAG_ID = "smoke_rest"
-TASK_ID = "double"
-
-SMOKE_DAG = textwrap.dedent(
-    f'''
-    """Smoke DAG for tests/integration/test_airflow_up_rest.py."""
-    from airflow.sdk import dag, get_current_context, task
-
-
-    @dag(dag_id="{DAG_ID}", schedule=None, catchup=False, tags=["mlfleet-test"])
-    def smoke_rest():
-        @task(task_id="{TASK_ID}")
-        def double():
-            return get_current_context()["dag_run"].conf["x"] * 2
-
-        double()
-
-
-    smoke_rest()
-    '''
-)
+DAG_ID = "experiment_sweep"
+SPEC = {
+    "name": "iris-rest",
+    "task": "classification",
+    "target": "target",
+    "metric": "accuracy",
+    "dataset": {"builtin": "iris"},
+    "cv": {"folds": 3, "seed": 0},
+    "models": [{"type": "logistic_l1", "params": {"C": [0.1, 1.0]}}],
+}
+MLFLEET = str(Path(sys.executable).parent / "mlfleet")
 
 
 def _free_port() -> int:
@@ -51,11 +41,16 @@ def _free_port() -> int:
 
 
 def _group_gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+    """No live (non-zombie) process is left in the group; zombies wait on a reaper, not on us."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z":
+            return False
+    return True
 
 
 @pytest.fixture
@@ -65,38 +60,38 @@ def local_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return get_settings()
 
 
-@pytest.fixture
-def dags_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "dags"
-    folder.mkdir()
-    (folder / f"{DAG_ID}.py").write_text(SMOKE_DAG)
-    return folder
-
-
-def test_up_trigger_over_rest_down(local_settings: Settings, dags_folder: Path) -> None:
+def test_mlfleet_up_trigger_sweep_over_rest_down(local_settings: Settings) -> None:
     pids: dict[str, int | None] = {}
     try:
         t0 = time.monotonic()
-        info = airflow_local.up(local_settings, wait_seconds=90, dags_folder=dags_folder)
-        print(f"up() healthy after {time.monotonic() - t0:.1f} s")
-        pids = info["pids"]
-        assert info["url"] == f"http://127.0.0.1:{local_settings.airflow_port}"
+        out = subprocess.run([MLFLEET, "up"], capture_output=True, text=True, env=os.environ, timeout=240)
+        assert out.returncode == 0, out.stderr[-2000:]
+        url = f"http://127.0.0.1:{local_settings.airflow_port}"
+        assert url in out.stdout and "login: admin /" in out.stdout
+        print(f"mlfleet up healthy after {time.monotonic() - t0:.1f} s")
         assert all(airflow_local.status(local_settings).values())
         # A second `up` finds everything running and starts nothing.
-        assert airflow_local.up(local_settings, dags_folder=dags_folder)["started"] == []
+        again = airflow_local.up(local_settings)
+        assert again["started"] == []
+        info, pids = again, again["pids"]
 
         token = airflow_local.api_token(info["url"], info["username"], info["password"])
         with airflow_local.ApiClient(info["url"], token) as api:
-            dag = api.wait_for_dag(DAG_ID, timeout=60)
+            dag = api.wait_for_dag(DAG_ID, timeout=90)
             assert dag["is_paused"] is True  # paused at creation, by design
             api.unpause(DAG_ID)
-            run = api.trigger(DAG_ID, {"x": 21})
+            run = api.trigger(DAG_ID, {"spec": SPEC})
             run_id = run["dag_run_id"]
-            state = api.wait_for_run(DAG_ID, run_id, timeout=60)
+            state = api.wait_for_run(DAG_ID, run_id, timeout=240)
             tis = api.task_instances(DAG_ID, run_id)
-            assert state == "success", tis
-            assert [(ti["task_id"], ti["state"]) for ti in tis] == [(TASK_ID, "success")]
-            assert api.xcom(DAG_ID, run_id, TASK_ID) == 42
+            assert state == "success", [(ti["task_id"], ti["state"]) for ti in tis]
+            states = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in tis}
+            assert states[("prepare", -1)] == "success"
+            assert states[("run_batches_0", 0)] == "success"
+            assert states[("finalize", -1)] == "success"
+            result = api.xcom(DAG_ID, run_id, "finalize")
+            assert result["n_trials"] == 2
+            assert result["best"]["model"] == "logistic_l1" and result["best"]["mean_score"] > 0.8
         print(f"up + run took {time.monotonic() - t0:.1f} s")
     finally:
         stopped = airflow_local.down(local_settings)
