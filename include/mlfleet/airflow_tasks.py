@@ -22,7 +22,7 @@ FEATURES_ASSET = Asset("mlfleet_features")
 
 @contextmanager
 def spec_errors_fail_the_task() -> Iterator[None]:
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from mlfleet.spec import SpecError
 

@@ -1,0 +1,41 @@
+"""A DAG run triggered with a bad `spec` fails at its first task, before any mapped trial starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD_SPEC = {
+    "name": "bad-run",
+    "task": "classification",
+    "target": "target",
+    "metric": "accuracy",
+    "dataset": {"builtin": "iris"},
+    "models": [{"type": "random_forest", "params": {"max_dept": [3]}}],
+}
+
+
+def test_prepare_task_raises_the_spec_message(settings) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlfleet import airflow_tasks
+
+    with pytest.raises(AirflowFailException, match=r"invalid spec: models\[0\]\.params\.max_dept: unknown parameter"):
+        airflow_tasks.prepare_sweep(BAD_SPEC, "manual__2026-11-23T00:00:00+00:00")
+    assert not settings.experiments_dir.exists()
+
+
+def test_bad_spec_run_fails_first_task_and_runs_no_trial(airflow_db, settings) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.state import TaskInstanceState
+
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["experiment_sweep"]
+    run = dag.test(run_conf={"spec": BAD_SPEC})
+    assert run.state == "failed"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["prepare"] == TaskInstanceState.FAILED
+    ran = {task: state for task, state in states.items() if task.startswith("run_batches") and state == TaskInstanceState.SUCCESS}
+    assert ran == {}
+    assert not settings.experiments_dir.exists()
