@@ -31,7 +31,6 @@ class Settings(BaseSettings):
     # Planner: a batch aims at this many predicted seconds of work per core.
     batch_target_seconds: float = 60.0
     # ETL
-    spark_master: str = "local[2]"
     etl_lookback_days: int = 28
     churn_horizon_days: int = 14
     # Drift
