@@ -1,0 +1,209 @@
+"""Bayesian optimisation with Optuna: ask/tell, warm starts and recording grid sweeps (SQLite storage)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from mlfleet import tuning
+from mlfleet.spec import parse_spec
+from mlfleet.trials import expand_grid
+
+State = optuna.trial.TrialState
+
+
+def spec_of(models: list[dict[str, Any]], *, strategy: str = "bayes", n_trials: int = 8) -> Any:
+    search = {"strategy": strategy, **({"n_trials": n_trials, "batch_size": 4} if strategy != "grid" else {})}
+    return parse_spec({"name": "tune", "task": "classification", "target": "target", "metric": "roc_auc",
+                       "dataset": {"builtin": "breast_cancer"}, "search": search, "models": models})
+
+
+BAYES = [
+    {"type": "xgboost", "params": {
+        "max_depth": {"int": [2, 8]},
+        "learning_rate": {"float": [0.01, 0.3], "log": True},
+        "booster": ["gbtree", "dart"],
+        "n_estimators": 50,
+    }},
+    {"type": "random_forest", "params": {"max_depth": {"int": [2, 12]}, "max_features": ["sqrt", "log2", None]}},
+]
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'optuna.db'}"
+
+
+def success(trials: list[Any], base: float = 0.5) -> list[dict[str, Any]]:
+    return [{"trial_id": t.trial_id, "status": "success", "mean_score": base + i / 100} for i, t in enumerate(trials)]
+
+
+def test_ask_proposes_n_trials_inside_the_space(storage: str) -> None:
+    spec = spec_of(BAYES)
+    study = tuning.open_study(storage=storage, name="s", seed=0)
+    trials = tuning.ask(study, spec, 12)
+    assert len(trials) == 12
+    assert [t.optuna_number for t in trials] == list(range(12))
+    for t in trials:
+        assert t.model == spec.models[t.model_index].type
+        p = t.params
+        if t.model == "xgboost":
+            assert set(p) == {"max_depth", "learning_rate", "booster", "n_estimators"}
+            assert isinstance(p["max_depth"], int) and 2 <= p["max_depth"] <= 8
+            assert 0.01 <= p["learning_rate"] <= 0.3
+            assert p["booster"] in ("gbtree", "dart")
+            assert p["n_estimators"] == 50
+        else:
+            assert set(p) == {"max_depth", "max_features"}
+            assert 2 <= p["max_depth"] <= 12
+            assert p["max_features"] in ("sqrt", "log2", None)
+    assert {t.model for t in trials} == {"xgboost", "random_forest"}
+    running = study.get_trials(states=(State.RUNNING,))
+    assert len(running) == 12
+    # Optuna holds the same params under `<model index>.<param>`
+    first = running[0]
+    assert first.params["model"] == trials[0].model_index
+    assert {k.split(".", 1)[1] for k in first.params if k != "model"} <= set(trials[0].params)
+
+
+def test_ask_decodes_structured_choices(storage: str) -> None:
+    spec = spec_of([{"type": "mlp", "params": {"hidden_units": [[64, 32], [16]], "epochs": 3}}])
+    trials = tuning.ask(tuning.open_study(storage=storage, name="s", seed=1), spec, 6)
+    assert all(t.params["hidden_units"] in ([64, 32], [16]) for t in trials)
+
+
+def test_tell_is_idempotent_and_marks_failures(storage: str) -> None:
+    spec = spec_of(BAYES)
+    study = tuning.open_study(storage=storage, name="s", seed=0)
+    trials = tuning.ask(study, spec, 4)
+    rows = success(trials[:3]) + [{"trial_id": trials[3].trial_id, "status": "failed", "mean_score": None, "error": "boom"}]
+    if trials[3].trial_id in {t.trial_id for t in trials[:3]}:  # a repeated proposal shares its row
+        pytest.skip("TPE proposed the failed trial's params twice")
+    assert tuning.tell(study, rows, trials) == 4
+    assert tuning.tell(study, rows, trials) == 0
+    reloaded = optuna.load_study(study_name="s", storage=storage)
+    by_number = {t.number: t for t in reloaded.get_trials()}
+    by_id = {r["trial_id"]: r for r in rows}
+    for t in trials[:3]:
+        assert by_number[t.optuna_number].state == State.COMPLETE
+        assert by_number[t.optuna_number].value == pytest.approx(by_id[t.trial_id]["mean_score"])
+    assert by_number[trials[3].optuna_number].state == State.FAIL
+    assert by_number[trials[3].optuna_number].value is None
+
+
+def test_tell_marks_a_trial_without_a_row_failed(storage: str) -> None:
+    study = tuning.open_study(storage=storage, name="s", seed=0)
+    trials = tuning.ask(study, spec_of(BAYES), 2)
+    assert tuning.tell(study, [], trials) == 2
+    assert [t.state for t in study.get_trials()] == [State.FAIL, State.FAIL]
+
+
+def test_tell_skips_trials_optuna_did_not_propose(storage: str) -> None:
+    study = tuning.open_study(storage=storage, name="s", seed=0)
+    grid = expand_grid(spec_of([{"type": "logistic_l1", "params": {"C": [1, 2]}}], strategy="grid"))
+    assert tuning.tell(study, success(grid), grid) == 0
+    assert study.get_trials() == []
+
+
+def test_next_round_learns_from_told_trials(storage: str) -> None:
+    spec = spec_of(BAYES)
+    study = tuning.open_study(storage=storage, name="s", seed=0)
+    first = tuning.ask(study, spec, 4)
+    tuning.tell(study, success(first), first)
+    second = tuning.ask(tuning.open_study(storage=storage, name="s", seed=0), spec, 4)
+    assert [t.optuna_number for t in second] == [4, 5, 6, 7]
+    assert study.best_value == pytest.approx(0.53)
+
+
+def complete_source(storage: str, spec: Any, n: int) -> Any:
+    source = tuning.open_study(storage=storage, name="source", seed=0)
+    trials = tuning.ask(source, spec, n)
+    tuning.tell(source, success(trials), trials)
+    return source
+
+
+def test_warm_start_copies_compatible_trials_once(storage: str) -> None:
+    spec = spec_of(BAYES)
+    source = complete_source(storage, spec, 6)
+    # one failed trial in the source is never copied
+    failed = tuning.ask(source, spec, 1)
+    tuning.tell(source, [], failed)
+    target = tuning.open_study(storage=storage, name="target", seed=0)
+    assert tuning.warm_start(target, source=source, spec=spec) == 6
+    assert tuning.warm_start(target, source=source, spec=spec) == 0
+    copied = target.get_trials()
+    assert len(copied) == 6
+    assert sorted(t.value for t in copied) == pytest.approx([0.5 + i / 100 for i in range(6)])
+    done = [t for t in source.get_trials() if t.state == State.COMPLETE]
+    assert sorted(map(_key, copied)) == sorted(map(_key, done))
+    # the warm study keeps asking inside the space
+    more = tuning.ask(target, spec, 2)
+    assert [t.optuna_number for t in more] == [6, 7]
+
+
+def _key(t: Any) -> str:
+    return repr(sorted(t.params.items(), key=lambda kv: kv[0]))
+
+
+def test_warm_start_skips_incompatible_trials(storage: str) -> None:
+    spec = spec_of(BAYES)
+    source = complete_source(storage, spec, 10)
+    # a narrower space with the xgboost model only: forest trials and deep xgboost trials do not fit
+    narrow = spec_of([{**BAYES[0], "params": {**BAYES[0]["params"], "max_depth": {"int": [2, 5]}}}])
+    fits = [t for t in source.get_trials() if t.params["model"] == 0 and t.params["0.max_depth"] <= 5]
+    target = tuning.open_study(storage=storage, name="target", seed=0)
+    assert tuning.warm_start(target, source=source, spec=narrow) == len(fits)
+    copied = target.get_trials()
+    assert sorted(map(_key, copied)) == sorted(map(_key, fits))
+    assert all(t.params["0.max_depth"] <= 5 and t.params["model"] == 0 for t in copied)
+
+
+def test_record_trials_of_a_grid_with_shared_param_names(storage: str) -> None:
+    # Regression: many trials share `<i>.<param>` names; each must carry the same distribution
+    # or Optuna raises "CategoricalDistribution does not support dynamic value space".
+    spec = spec_of([
+        {"type": "xgboost", "params": {"max_depth": [2, 3, 4, 5], "learning_rate": [0.05, 0.1, 0.2]}},
+        {"type": "random_forest", "params": {"n_estimators": [100, 300], "max_depth": [None, 10]}},
+        {"type": "logistic_l1", "params": {"C": [0.01, 0.1, 1, 10, 100]}},
+    ], strategy="grid")
+    trials = expand_grid(spec)
+    assert len(trials) == 21
+    rows = success(trials)
+    rows[-1] = {**rows[-1], "status": "failed", "mean_score": None}
+    study = tuning.open_study(storage=storage, name="grid", seed=0)
+    assert tuning.record_trials(study, spec, rows, trials) == 20
+    assert tuning.record_trials(study, spec, rows, trials) == 0
+    recorded = optuna.load_study(study_name="grid", storage=storage).get_trials()
+    assert len(recorded) == 20 and all(t.state == State.COMPLETE for t in recorded)
+    by_value = {round(t.value, 6): t.params for t in recorded}
+    for row, trial in zip(rows[:-1], trials[:-1]):
+        params = by_value[round(row["mean_score"], 6)]
+        assert params["model"] == trial.model_index
+        assert {k.split(".", 1)[1]: v for k, v in params.items() if k != "model"} == trial.params
+
+
+def test_grid_record_warm_starts_a_bayes_study(storage: str) -> None:
+    grid = spec_of([{"type": "xgboost", "params": {"max_depth": [2, 3, 9], "booster": ["gbtree"]}}], strategy="grid")
+    trials = expand_grid(grid)
+    recorded = tuning.open_study(storage=storage, name="grid", seed=0)
+    assert tuning.record_trials(recorded, grid, success(trials), trials) == 3
+    bayes = spec_of([{"type": "xgboost", "params": {"max_depth": {"int": [2, 8]}, "booster": ["gbtree", "dart"]}}])
+    target = tuning.open_study(storage=storage, name="bayes", seed=0)
+    assert tuning.warm_start(target, source=recorded, spec=bayes) == 2  # max_depth 9 is outside [2, 8]
+    assert sorted(t.params["0.max_depth"] for t in target.get_trials()) == [2, 3]
+    asked = tuning.ask(target, bayes, 3)
+    assert all(2 <= t.params["max_depth"] <= 8 for t in asked)
+
+
+def test_distributions_cover_every_searchable_param() -> None:
+    dists = tuning.distributions(spec_of(BAYES))
+    assert set(dists) == {"model", "0.max_depth", "0.learning_rate", "0.booster", "1.max_depth", "1.max_features"}
+    assert dists["0.max_depth"] == optuna.distributions.IntDistribution(2, 8)
+    lr = dists["0.learning_rate"]
+    assert (lr.low, lr.high, lr.log) == (0.01, 0.3, True)
+    assert dists["model"].choices == (0, 1)
+    assert math.isclose(dists["0.learning_rate"].high, 0.3)
