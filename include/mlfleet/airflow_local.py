@@ -1,4 +1,4 @@
-"""Run a local Airflow 3 (`mlfleet up` / `mlfleet down`) and talk to it over its REST API.
+"""Run a local Airflow 3 (`mlfleet up` / `mlfleet down`); `airflow_api` talks to it over REST.
 
 Why not `airflow standalone`: it owns its children and exits with the terminal, hides their logs
 in one interleaved stream and cannot be asked whether it is healthy. Here each component
@@ -17,7 +17,7 @@ Shape of the deployment (all state under ``settings.airflow_home``):
   across ``down``/``up`` and readable without parsing logs.
 * DAGs are paused at creation (Airflow's default): ``mlfleet up`` must not start every scheduled
   pipeline (Spark ETL, drift checks) by itself. Whoever triggers a DAG unpauses it first
-  (``ApiClient.unpause``), as the CLI and the integration test do.
+  (``mlfleet.airflow_api.ApiClient.unpause``), as the CLI and the integration test do.
 
 This module never imports ``airflow``: it runs in the CLI and test processes, and Airflow reads
 its configuration at import time from the process environment, which is not ours to change.
@@ -502,137 +502,3 @@ def _stop(settings: Settings, components: list[str]) -> list[str]:
 def down(settings: Settings) -> list[str]:
     """Stop every component (idempotent); returns the names of those that were running."""
     return _stop(settings, list(COMPONENTS))
-
-
-# --------------------------------------------------------------------------------------------
-# REST client
-# --------------------------------------------------------------------------------------------
-
-
-def api_token(url: str, username: str, password: str) -> str:
-    """A JWT for the public API from SimpleAuthManager's `POST /auth/token`."""
-    resp = httpx.post(
-        f"{url.rstrip('/')}/auth/token",
-        json={"username": username, "password": password},
-        timeout=30.0,
-    )
-    resp.raise_for_status()
-    return resp.json()["access_token"]
-
-
-class ApiClient:
-    """Minimal Airflow 3 REST client (httpx + bearer token): what the CLI and tests need.
-
-    `apache-airflow-client` is not installed in this project, and these few calls do not justify it.
-    """
-
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
-        self.url = url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
-        )
-
-    @classmethod
-    def login(cls, url: str, username: str, password: str) -> ApiClient:
-        """Client authenticated with a fresh token."""
-        return cls(url, api_token(url, username, password))
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> ApiClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        resp = self._http.request(method, f"/api/v2{path}", **kwargs)
-        if resp.is_error:
-            raise RuntimeError(f"{method} {path} -> HTTP {resp.status_code}: {resp.text[:2000]}")
-        return resp.json() if resp.content else None
-
-    def get_dag(self, dag_id: str) -> dict[str, Any] | None:
-        """The DAG as the API knows it, or None while the dag processor has not parsed it."""
-        resp = self._http.get(f"/api/v2/dags/{dag_id}")
-        if resp.status_code == 404:
-            return None
-        resp.raise_for_status()
-        return resp.json()
-
-    def import_errors(self) -> list[dict[str, Any]]:
-        """DAG files that failed to parse (the usual reason a DAG never appears)."""
-        return self._request("GET", "/importErrors", params={"limit": 100})["import_errors"]
-
-    def wait_for_dag(self, dag_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        """Poll until the dag processor has parsed ``dag_id`` and it is active."""
-        deadline = time.monotonic() + timeout
-        while True:
-            dag = self.get_dag(dag_id)
-            if dag is not None and not dag.get("is_stale", False):
-                return dag
-            if time.monotonic() > deadline:
-                errors = [e.get("filename") for e in self.import_errors()]
-                raise TimeoutError(
-                    f"DAG {dag_id!r} not parsed after {timeout:.0f} s; import errors in: {errors}"
-                )
-            time.sleep(1.0)
-
-    def unpause(self, dag_id: str) -> dict[str, Any]:
-        """Unpause: DAGs are created paused, and runs of a paused DAG never start."""
-        return self._request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-
-    def trigger(
-        self,
-        dag_id: str,
-        conf: dict[str, Any],
-        *,
-        logical_date: datetime | str | None = None,
-    ) -> dict[str, Any]:
-        """Create a manual run; returns the DAG run (``dag_run_id`` names it).
-
-        Airflow 3 requires ``logical_date`` in the body; null means "no logical date", which lets
-        the same DAG be triggered many times without run-id clashes.
-        """
-        if isinstance(logical_date, datetime):
-            logical_date = logical_date.isoformat()
-        body = {"logical_date": logical_date, "conf": conf}
-        return self._request("POST", f"/dags/{dag_id}/dagRuns", json=body)
-
-    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
-
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300.0) -> str:
-        """Poll until the run is finished; returns its state ("success" or "failed")."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.dag_run(dag_id, run_id)["state"]
-            if state in ("success", "failed"):
-                return state
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"run {dag_id}/{run_id} still {state!r} after {timeout:.0f} s")
-            time.sleep(1.0)
-
-    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        """All task instances of a run (mapped ones included)."""
-        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
-        return self._request("GET", path, params={"limit": 1000})["task_instances"]
-
-    def xcom(
-        self,
-        dag_id: str,
-        run_id: str,
-        task_id: str,
-        *,
-        key: str = "return_value",
-        map_index: int = -1,
-    ) -> Any:
-        """An XCom value as the task pushed it (JSON-decoded)."""
-        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
-        value = self._request("GET", path, params={"map_index": map_index})["value"]
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                return json.loads(value)
-        return value

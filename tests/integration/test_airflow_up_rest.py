@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from mlfleet import airflow_local
+from mlfleet.airflow_api import ApiClient, api_token
 from mlfleet.config import Settings, get_settings
 
 pytestmark = pytest.mark.slow
@@ -75,8 +76,8 @@ def test_mlfleet_up_trigger_sweep_over_rest_down(local_settings: Settings) -> No
         assert again["started"] == []
         info, pids = again, again["pids"]
 
-        token = airflow_local.api_token(info["url"], info["username"], info["password"])
-        with airflow_local.ApiClient(info["url"], token) as api:
+        token = api_token(info["url"], info["username"], info["password"])
+        with ApiClient(info["url"], token) as api:
             dag = api.wait_for_dag(DAG_ID, timeout=90)
             assert dag["is_paused"] is True  # paused at creation, by design
             api.unpause(DAG_ID)
