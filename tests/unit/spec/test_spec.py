@@ -450,3 +450,42 @@ def test_prepare_bad_spec_leaves_no_results_directory(settings, data: dict[str, 
         prepare(data, settings=settings, run_id="r1")
     assert info.value.field == field
     assert not settings.experiments_dir.exists()
+
+
+# --- checks of the target against the data (mlfleet.spec.validate.check_target) ------------------
+
+
+def _frame(labels: list[Any]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({"x": range(len(labels)), "label": labels})
+
+
+def _target_spec(task: str = "classification", folds: int = 3) -> ExperimentSpec:
+    return parse_spec(spec_with(task=task, target="label", cv={"folds": folds}))
+
+
+@pytest.mark.parametrize(
+    ("labels", "task", "folds", "field", "words"),
+    [
+        ([0, 1, None, 1, 0, 1], "classification", 2, "target", "1 missing values"),
+        ([1] * 6, "classification", 2, "target", "single class"),
+        ([0, 0, 0, 1, 1, 0], "classification", 3, "cv.folds", "only 2 rows"),
+        ([0.5, 1.5], "regression", 3, "cv.folds", "only 2 rows"),
+        (list(range(60)) * 2, "classification", 2, "task", "60 classes"),
+    ],
+)
+def test_check_target(labels: list[Any], task: str, folds: int, field: str, words: str) -> None:
+    from mlfleet.spec.validate import check_target
+
+    with pytest.raises(SpecError) as info:
+        check_target(_target_spec(task, folds), _frame(labels))
+    assert info.value.field == field
+    assert words in info.value.message
+
+
+def test_check_target_accepts_a_good_target() -> None:
+    from mlfleet.spec.validate import check_target
+
+    check_target(_target_spec("classification", 3), _frame([0, 1, 2] * 3))
+    check_target(_target_spec("regression", 3), _frame([0.1, 2.5, 3.3, 4.0]))

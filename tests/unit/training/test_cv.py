@@ -147,15 +147,23 @@ def test_unknown_scorer_fails_the_trial_not_the_call() -> None:
 
 
 def test_duplicate_trial_ids_are_fitted_once_and_each_scored_right() -> None:
-    # A bayes round can propose the same params twice; both rows must hold the true fold scores.
+    # A bayes round can propose the same params twice. Before the fix the copies' folds raced
+    # into one list (fold 0 counted twice, fold 4 lost) in about one call of six; a few calls
+    # with several copies make that race show.
     X, y = data("breast_cancer")
     config = CVConfig(task="classification", metric="roc_auc", folds=5, seed=0)
-    trial = as_trials("random_forest", [{"n_estimators": 10, "max_depth": 3}])[0]
+    trial = as_trials("random_forest", [{"n_estimators": 30}])[0]
     other = as_trials("logistic_l1", [{"C": 1.0}])[0]
-    trials = [trial, other, dict(trial), dict(trial)]
-    seen: list[str] = []
-    rows = cross_validate_trials(trials, X, y, config, workers=2, on_trial_done=lambda r: seen.append(r["trial_id"]))
-    assert sorted(seen) == sorted({trial["trial_id"], other["trial_id"]})
+    expected = sklearn_scores(trial["model"], trial["params"], X, y, task="classification", metric="roc_auc",
+                              folds=5, seed=0)
+    for _ in range(5):
+        trials = [dict(trial) for _ in range(4)] + [other]
+        seen: list[str] = []
+        rows = cross_validate_trials(trials, X, y, config, workers=2, on_trial_done=lambda r: seen.append(r["trial_id"]))
+        assert sorted(seen) == sorted({trial["trial_id"], other["trial_id"]})
+        assert [r["trial_id"] for r in rows] == [t["trial_id"] for t in trials]
+        for row in rows[:4]:
+            assert_allclose(row["fold_scores"], expected, rtol=1e-12)
     assert_matches_sklearn(rows, trials, X, y, config)
 
 
