@@ -7,6 +7,9 @@ TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
+# Let Python cache bytecode: every Airflow task, Spark driver and trial process re-imports the
+# same large libraries, and compiling them from source each time costs seconds per process.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help install demo test test-fast bench up down clean
 

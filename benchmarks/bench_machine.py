@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ def _git_commit(root: Path) -> str:
 def machine_info(*, root: Path) -> dict[str, Any]:
     """Platform, CPU, cores, RAM, Python, UTC time and git commit, as label -> value."""
     return {
-        "Date (UTC)": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "Date (UTC)": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "Platform": platform.platform(),
         "CPU": _cpu_model(),
         "Cores (os.cpu_count)": str(os.cpu_count()),

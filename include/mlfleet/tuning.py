@@ -9,6 +9,7 @@ of a spec.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from mlfleet.spec import ExperimentSpec, Range, param_domain
@@ -26,9 +27,21 @@ def _optuna() -> Any:
 
 def open_study(*, storage: str, name: str, seed: int) -> Any:
     """Create or load a study; direction is maximise (scikit-learn scorers are higher-is-better)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     optuna = _optuna()
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=4)
-    return optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler, load_if_exists=True)
+    for attempt in range(3):
+        try:
+            return optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
+                                       load_if_exists=True)
+        except SQLAlchemyError:
+            # Two processes creating a new storage's tables (or one study) at once: one wins, the
+            # other retries and loads (optuna/optuna#1092).
+            if attempt == 2:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def distributions(spec: ExperimentSpec) -> dict[str, Any]:

@@ -1,0 +1,200 @@
+"""Real Redis and PostgreSQL servers for integration tests: started here, on 127.0.0.1, free ports.
+
+No docker and no mocks: the servers are Debian's `redis-server` and PostgreSQL's `initdb` /
+`pg_ctl`, each in its own temp dir, stopped (and the dir removed) when the fixture ends. A
+missing binary FAILS the test with the package to install; it never skips, so a skipped test
+cannot stand in for a feature nobody checked.
+
+PostgreSQL refuses to run as root: as root, the data dir is handed to the `postgres` OS user and
+initdb / pg_ctl run through `runuser -u postgres --`.
+
+Imported as the top-level module `services` (pytest puts tests/integration on sys.path for its
+conftest.py), which also lets spawned worker processes import `ask_in_worker`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+INSTALL_HINT = "install it with: apt-get install redis-server postgresql"
+DATABASE = "mlfleet_test"
+PG_USER = "mlfleet"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def find_binary(name: str, *extra_dirs: str) -> str:
+    """PATH first, then the given dirs (PostgreSQL keeps its binaries under a versioned dir)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for pattern in extra_dirs:
+        for directory in sorted(glob.glob(pattern), reverse=True):  # newest version first
+            candidate = Path(directory) / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    pytest.fail(f"`{name}` not found on PATH: {INSTALL_HINT}", pytrace=False)
+
+
+def _tail(path: Path, chars: int = 3000) -> str:
+    with contextlib.suppress(OSError):
+        return path.read_text(errors="replace")[-chars:]
+    return "(no log)"
+
+
+# --- Redis --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway redis-server (no RDB, no AOF); yields "127.0.0.1:<port>"."""
+    import redis
+
+    binary = find_binary("redis-server")
+    workdir = Path(tempfile.mkdtemp(prefix="mlfleet-redis-"))
+    port = free_port()
+    log = workdir / "redis.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(workdir), "--daemonize", "no"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"redis-server exited with {proc.returncode}:\n{_tail(log)}", pytrace=False)
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                if client.ping():
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not answer PING on port {port} within 15 s:\n{_tail(log)}",
+                            pytrace=False)
+            time.sleep(0.05)
+        client.close()
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()  # SIGTERM: redis shuts down cleanly (nothing to save)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+_PG_DIRS = ("/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin")
+
+
+def _as_postgres() -> list[str]:
+    """Command prefix: PostgreSQL will not run as root, so root runs it as the `postgres` user."""
+    if os.geteuid() != 0:
+        return []
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        pytest.fail("running as root needs `runuser` (util-linux) to start PostgreSQL as `postgres`", pytrace=False)
+    return [runuser, "-u", "postgres", "--"]
+
+
+def _run(cmd: list[str], what: str, log: Path | None = None, timeout: float = 60) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        detail = proc.stdout[-2000:] + proc.stderr[-2000:]
+        if log is not None:
+            detail += f"\n--- {log} ---\n{_tail(log)}"
+        pytest.fail(f"{what} failed ({proc.returncode}): {' '.join(cmd)}\n{detail}", pytrace=False)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (trust auth, fsync off) with database `mlfleet_test`.
+
+    Yields its SQLAlchemy URL, postgresql+psycopg2://mlfleet@127.0.0.1:<port>/mlfleet_test.
+    """
+    import psycopg2
+
+    initdb = find_binary("initdb", *_PG_DIRS)
+    pg_ctl = find_binary("pg_ctl", *_PG_DIRS)
+    prefix = _as_postgres()
+    # tempfile.mkdtemp, not pytest's tmp_path: pytest's base dir is 0700 root, which the
+    # `postgres` user could not even traverse. The socket lives here too (short path).
+    base = Path(tempfile.mkdtemp(prefix="mlfleet-pg-"))
+    if prefix:
+        shutil.chown(base, user="postgres", group="postgres")
+    data, log = base / "data", base / "postgres.log"
+    port = free_port()
+    started = False
+    try:
+        _run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", PG_USER, "-E", "UTF8", "--locale=C",
+              "--no-sync", "--no-instructions"], "initdb")
+        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
+        started = True  # from here on, always try to stop it
+        _run([*prefix, pg_ctl, "-D", str(data), "-o", options, "-w", "-t", "60", "-l", str(log), "start"],
+             "pg_ctl start", log=log, timeout=90)
+        conn = psycopg2.connect(host="127.0.0.1", port=port, user=PG_USER, dbname="postgres")
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE {DATABASE}")
+        finally:
+            conn.close()
+        yield f"postgresql+psycopg2://{PG_USER}@127.0.0.1:{port}/{DATABASE}"
+    finally:
+        if started:
+            for mode in ("fast", "immediate"):  # never leave a postmaster behind
+                stopped = subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", mode, "-w", "-t", "60", "stop"],
+                                         capture_output=True, timeout=90, stdin=subprocess.DEVNULL)
+                if stopped.returncode == 0 or not (data / "postmaster.pid").exists():
+                    break
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# --- Optuna workers for the concurrency test (spawned processes import this module) --------------
+
+_barrier: Any = None
+
+
+def init_worker(barrier: Any) -> None:
+    """ProcessPoolExecutor initializer: keep the shared barrier, import Optuna's RDB storage now."""
+    global _barrier
+    _barrier = barrier
+    import optuna.storages._rdb.models  # noqa: F401 - the slow import, out of the timed race
+
+    from mlfleet import tuning  # noqa: F401
+
+
+def ask_in_worker(storage: str, study: str, spec_dict: dict[str, Any], n: int, seed: int) -> tuple[int, list[int], int]:
+    """Open (or create, racing the other worker) a study, ask `n` trials, tell them.
+
+    Returns (pid, the trials' numbers, how many were told).
+    """
+    from mlfleet import tuning
+    from mlfleet.spec import parse_spec
+
+    spec = parse_spec(spec_dict)
+    _barrier.wait(timeout=60)  # both workers hit the storage at the same moment
+    opened = tuning.open_study(storage=storage, name=study, seed=seed)
+    trials = tuning.ask(opened, spec, n)
+    rows = [{"trial_id": t.trial_id, "status": "success", "mean_score": 0.5 + seed / 10 + i / 100}
+            for i, t in enumerate(trials)]
+    return os.getpid(), [t.optuna_number for t in trials], tuning.tell(opened, rows, trials)

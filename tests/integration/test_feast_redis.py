@@ -1,0 +1,120 @@
+"""The project's Feast repo served from a real Redis online store (production's online store).
+
+A copy of feature_repo/ whose feature_store.yaml points its online store at the `redis_url`
+server (registry and offline store unchanged): feast apply, a small offline table per online
+view in the layout the ETL writes, materialize, then the churn_v1 feature service reads back
+exactly the newest day's values from Redis.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CUSTOMERS = [1, 2, 3, 4, 5]
+DAYS = [date(2026, 8, 1), date(2026, 8, 2), date(2026, 8, 3)]
+UNKNOWN = 999  # never written
+
+pytestmark = pytest.mark.slow
+
+
+def spend_rows(c: int, k: int) -> dict[str, Any]:
+    """customer_spend values of customer c on day k, distinct for every (c, k)."""
+    return {"spend_7d": 10.0 * c + k + 0.25, "spend_28d": 100.0 * c + k + 0.5, "orders_7d": c + k,
+            "orders_28d": 10 * c + k, "avg_amount_28d": c + k / 10}
+
+
+def channel_rows(c: int, k: int) -> dict[str, Any]:
+    return {"app_share_28d": (c + k) / 20, "store_share_28d": (c * k) / 40, "categories_28d": c + 2 * k,
+            "days_since_last_order": 3 * c + k}
+
+
+VIEWS = {
+    "customer_spend": (spend_rows, {"spend_7d": pa.float64(), "spend_28d": pa.float64(), "orders_7d": pa.int64(),
+                                    "orders_28d": pa.int64(), "avg_amount_28d": pa.float64()}),
+    "customer_channels": (channel_rows, {"app_share_28d": pa.float64(), "store_share_28d": pa.float64(),
+                                         "categories_28d": pa.int64(), "days_since_last_order": pa.int64()}),
+}
+
+
+def write_offline_table(root: Path, view: str) -> None:
+    """`<offline_dir>/<view>/feature_date=YYYY-MM-DD/*.parquet`, stamped at the next midnight UTC."""
+    make, types = VIEWS[view]
+    schema = pa.schema([("customer_id", pa.int64()), *types.items(),
+                        ("event_timestamp", pa.timestamp("us", tz="UTC")), ("feature_date", pa.string())])
+    rows = [{"customer_id": c, **make(c, k),
+             "event_timestamp": datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc),
+             "feature_date": day.isoformat()}
+            for k, day in enumerate(DAYS) for c in CUSTOMERS]
+    table = pa.Table.from_pylist(rows, schema=schema)
+    pq.write_to_dataset(table, root / view, partition_cols=["feature_date"])
+
+
+def test_feature_service_served_from_redis(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import feast.batch_feature_view  # noqa: F401 - its import-time simplefilter("once") first, then ours
+    import redis
+
+    from mlfleet import features
+    from mlfleet.config import get_settings
+
+    # every load of the repo warns that BatchFeatureView is alpha (pytest restores filters after the test)
+    warnings.filterwarnings("ignore", "Batch feature views are experimental", RuntimeWarning)
+    host, port = redis_url.split(":")
+    client = redis.Redis(host=host, port=int(port))
+    client.flushdb()
+
+    repo = tmp_path / "feature_repo"
+    shutil.copytree(ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    config["online_store"] = {"type": "redis", "connection_string": redis_url}
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    monkeypatch.setenv("MLFLEET_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLEET_FEATURE_REPO", str(repo))
+    settings = get_settings()
+
+    names = features.apply(settings)
+    assert {"customer_spend", "customer_channels"} <= set(names)
+    assert {v.name for v in features.online_views(settings)} == set(VIEWS)
+    assert client.dbsize() == 0  # apply writes the registry file, nothing online yet
+
+    for view in VIEWS:
+        write_offline_table(settings.offline_dir, view)
+    assert sorted(p.name for p in (settings.offline_dir / "customer_spend").iterdir()) == [
+        f"feature_date={d.isoformat()}" for d in DAYS]
+
+    start = datetime(2026, 8, 2, tzinfo=timezone.utc)  # the first day's rows are stamped 2026-08-02 00:00
+    written = features.materialize(settings, start=start, end=start + timedelta(days=len(DAYS)))
+    assert written == {view: len(CUSTOMERS) * len(DAYS) for view in VIEWS}
+
+    # one Redis hash per entity key, holding every view's features
+    assert client.dbsize() > 0
+    assert len(list(client.scan_iter(count=1000))) == len(CUSTOMERS)
+
+    fs = features.store(settings)
+    service = fs.get_feature_service("churn_v1")
+    online = fs.get_online_features(features=service,
+                                    entity_rows=[{"customer_id": c} for c in [*CUSTOMERS, UNKNOWN]]).to_dict()
+    newest = len(DAYS) - 1
+    expected_columns = {name for make, _ in VIEWS.values() for name in make(1, 0)}
+    assert set(online) == {"customer_id", *expected_columns}
+    assert online["customer_id"] == [*CUSTOMERS, UNKNOWN]
+    for make, _ in VIEWS.values():
+        for feature in make(1, 0):
+            got = online[feature]
+            assert got[:-1] == pytest.approx([make(c, newest)[feature] for c in CUSTOMERS]), feature
+            assert got[-1] is None, f"{feature} of a customer never written: {got[-1]!r}"
+
+    # a stale offline rerun of an older day does not overwrite the newer online values
+    features.materialize(settings, start=start, end=start + timedelta(days=1))
+    again = fs.get_online_features(features=service, entity_rows=[{"customer_id": c} for c in CUSTOMERS]).to_dict()
+    assert again["spend_28d"] == pytest.approx([spend_rows(c, newest)["spend_28d"] for c in CUSTOMERS])
