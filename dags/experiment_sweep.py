@@ -44,31 +44,12 @@ def experiment_sweep():
     def prepare(params=None, run_id=None):
         return tasks.prepare_sweep(params["spec"], run_id)
 
-    @task
-    def propose(context, round_index):
-        return tasks.propose(context, round_index)
-
-    @task(max_active_tis_per_dagrun=16)
-    def run_batch(context, batch):
-        return tasks.run_batch(context, batch)
-
-    @task(trigger_rule="none_failed")
-    def record(context):
-        return tasks.record(context)
-
     @task(trigger_rule="none_failed")
     def finalize(context):
         return tasks.finalize(context)
 
     context = prepare()
-    previous = context
-    for round_index in range(tasks.SWEEP_MAX_ROUNDS):
-        batches = propose.override(task_id=f"propose_{round_index}", trigger_rule="none_failed")(context, round_index)
-        ran = run_batch.override(task_id=f"run_batches_{round_index}").partial(context=context).expand(batch=batches)
-        told = record.override(task_id=f"record_{round_index}")(context)
-        chain(previous, batches, ran, told)
-        previous = told
-    chain(previous, finalize(context))
+    chain(tasks.trial_rounds(context, rounds=tasks.SWEEP_MAX_ROUNDS), finalize(context))
 
 
 experiment_sweep()

@@ -41,30 +41,11 @@ def retrain():
         return tasks.prepare_retrain(params, run_id)
 
     @task(trigger_rule="none_failed")
-    def propose(context, round_index):
-        return tasks.propose(context, round_index)
-
-    @task
-    def run_batch(context, batch):
-        return tasks.run_batch(context, batch)
-
-    @task(trigger_rule="none_failed")
-    def record(context):
-        return tasks.record(context)
-
-    @task(trigger_rule="none_failed")
     def decide(context):
         return tasks.decide(context)
 
     context = prepare()
-    previous = context
-    for round_index in range(RETRAIN_MAX_ROUNDS):
-        batches = propose.override(task_id=f"propose_{round_index}")(context, round_index)
-        ran = run_batch.override(task_id=f"run_batches_{round_index}").partial(context=context).expand(batch=batches)
-        told = record.override(task_id=f"record_{round_index}")(context)
-        chain(previous, batches, ran, told)
-        previous = told
-    chain(previous, decide(context))
+    chain(tasks.trial_rounds(context, rounds=RETRAIN_MAX_ROUNDS), decide(context))
 
 
 retrain()
