@@ -300,7 +300,7 @@ def register_fitted(context: dict[str, Any], best: dict[str, Any], *, model: Any
     tags.update(extra_tags or {})
     info = results.register_model(
         settings=settings, experiment=context["experiment"], run_id=context["run_id"], model=model,
-        X_sample=X.head(5), reference=X, tags=tags, score=best["mean_score"],
+        X_sample=X.head(5).astype("float64"), reference=X, tags=tags, score=best["mean_score"],
     )
     write_json_atomic(Path(context["results_dir"]) / "model" / "registered.json", {**info, "tags": tags})
     return info
