@@ -90,4 +90,4 @@ def _first_sweep(settings: Settings, name: str) -> Path:
 
 def _newest_json(directory: Path) -> dict[str, Any] | None:
     files = sorted(directory.glob("*.json")) if directory.is_dir() else []
-    return json.loads(files[-1].read_text()) if files else None
+    return {**json.loads(files[-1].read_text()), "report_path": str(files[-1])} if files else None
