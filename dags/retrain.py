@@ -33,6 +33,7 @@ from mlfleet.retraining import RETRAIN_MAX_ROUNDS
     params={
         "model": Param("churn-baseline", type="string", minLength=1, description="registered model to retrain"),
         "drifted_features": Param([], type="array", description="features the drift check flagged"),
+        "drift_report": Param(None, type=["null", "string"], description="the drift report behind this run"),
     },
 )
 def retrain():

@@ -121,6 +121,13 @@ class ApiClient:
                 raise TimeoutError(f"run {dag_id}/{run_id} still {state!r} after {timeout:.0f} s")
             time.sleep(1.0)
 
+    def dag_runs(self, dag_id: str, *, state: str | None = None) -> list[dict[str, Any]]:
+        """The DAG's runs, newest first, optionally only those in `state` (e.g. "queued")."""
+        params: dict[str, Any] = {"order_by": "-run_after", "limit": 100}
+        if state:
+            params["state"] = state
+        return self._request("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """All task instances of a run (mapped ones included)."""
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"

@@ -78,7 +78,7 @@ def _print_leaderboard(board: dict, limit: int = 10) -> None:
 
 @app.command()
 def demo(
-    serve: bool = typer.Option(True, help="start local Airflow afterwards to browse the runs"),
+    serve: bool = typer.Option(True, help="leave local Airflow running afterwards to browse the runs"),
 ) -> None:
     """Run the whole loop on generated data: events, features, sweep, drift, retrain, promotion."""
     from mlfleet import airflow_local
@@ -86,7 +86,12 @@ def demo(
     from mlfleet.demo import run_demo
 
     settings = get_settings()
-    outcome = run_demo(settings, say=_err)
+    try:
+        outcome = run_demo(settings, say=_err)
+    except Exception:
+        if not serve:
+            airflow_local.down(settings)
+        raise
     print()
     _print_leaderboard(outcome["leaderboard"])
     drift = outcome["drift"]
@@ -102,6 +107,8 @@ def demo(
     if serve:
         info = airflow_local.up(settings)
         print(f"Airflow UI: {info['url']}  login: {info['username']} / {info['password']}  (stop with: mlfleet down)")
+    else:
+        airflow_local.down(settings)
 
 
 if __name__ == "__main__":

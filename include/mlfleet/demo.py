@@ -38,6 +38,24 @@ def run_dag(settings: Settings, dag_id: str, *, conf: dict[str, Any], logical_da
         raise RuntimeError(f"DAG {dag_id} did not succeed; see {log}")
 
 
+def run_triggered(settings: Settings, dag_id: str, *, timeout: float = 900) -> str:
+    """Start local Airflow and let its scheduler run the DAG's queued (triggered) runs."""
+    from mlfleet import airflow_local
+    from mlfleet.airflow_api import ApiClient
+
+    info = airflow_local.up(settings)
+    with ApiClient.login(info["url"], info["username"], info["password"]) as api:
+        api.wait_for_dag(dag_id, timeout=120)
+        queued = api.dag_runs(dag_id, state="queued")
+        if not queued:
+            raise RuntimeError(f"no queued {dag_id} run to wait for")
+        api.unpause(dag_id)
+        states = [api.wait_for_run(dag_id, run["dag_run_id"], timeout=timeout) for run in queued]
+    if any(state != "success" for state in states):
+        raise RuntimeError(f"{dag_id} run failed; see the Airflow UI at {info['url']} or {info['logs']}")
+    return states[-1]
+
+
 def migrate(settings: Settings) -> None:
     from mlfleet.airflow_local import airflow_env
 
@@ -72,9 +90,9 @@ def run_demo(settings: Settings, *, say: Callable[[str], None]) -> dict[str, Any
     report = _newest_json(settings.drift_dir / name)
     decision = None
     if report and report["drift"]:
-        say(f"  drift in {report['drifted_features']}: retrain ...")
-        run_dag(settings, "retrain", conf={"model": name, "drifted_features": report["drifted_features"]},
-                log=logs / "5-retrain.log")
+        say(f"  drift in {report['drifted_features']}: drift_monitor triggered retrain")
+        say("starting Airflow (mlfleet up); its scheduler runs the triggered retrain ...")
+        run_triggered(settings, "retrain")
         decision = _newest_json(settings.decisions_dir / name)
     board = results.read_leaderboard(_first_sweep(settings, name))
     return {"leaderboard": board, "drift": report, "decision": decision, "logs": str(logs)}

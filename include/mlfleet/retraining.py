@@ -60,7 +60,8 @@ def prepare(conf: dict[str, Any], *, settings: Settings, run_id: str) -> dict[st
         source = tuning.open_study(storage=settings.optuna_storage, name=source_name, seed=0)
         warm = tuning.warm_start(study, source=source, spec=sweep.spec_of(context))
     context.update(champion={"version": str(champion["version"]), "features": json.loads(champion["tags"]["mlfleet.features"])},
-                   drifted_features=list(conf.get("drifted_features", [])), warm_started_trials=warm)
+                   drifted_features=list(conf.get("drifted_features") or []), drift_report=conf.get("drift_report"),
+                   warm_started_trials=warm)
     write_json_atomic(Path(context["results_dir"]) / "context.json", context)
     return context
 
@@ -99,7 +100,7 @@ def decide(context: dict[str, Any], *, settings: Settings) -> dict[str, Any]:
         "champion_version": context["champion"]["version"], "challenger_version": str(info["version"]),
         "champion_score": champion_score, "challenger_score": challenger_score, "promoted": promoted,
         "holdout_rows": int(len(holdout)), "holdout_window": holdout_window,
-        "drifted_features": context.get("drifted_features", []),
+        "drifted_features": context.get("drifted_features", []), "drift_report": context.get("drift_report"),
         "warm_started_trials": context.get("warm_started_trials", 0),
         "best_trial": board["best"], "decided_at": datetime.now(timezone.utc).isoformat(),
     }

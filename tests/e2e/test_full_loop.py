@@ -105,8 +105,10 @@ def test_full_loop(loop_env) -> None:
     conf = triggered[-1].conf
     assert conf["drifted_features"] == report["drifted_features"]
 
-    # 5. retrain: Optuna warm-started from the sweep, challenger vs champion on the same holdout
-    _success(dags["retrain"].test(run_conf={"model": conf["model"], "drifted_features": conf["drifted_features"]}))
+    # 5. retrain: Optuna warm-started from the sweep, challenger vs champion on the same holdout.
+    # Running the triggered run's logical date replaces that queued run: nothing runs twice.
+    _success(dags["retrain"].test(logical_date=triggered[-1].logical_date, run_conf=conf))
+    assert not [r for r in DagRun.find(dag_id="retrain") if r.state == "queued"]
     decision = json.loads(sorted((settings.decisions_dir / "churn-e2e").glob("*.json"))[-1].read_text())
     assert decision["champion_version"] == str(champion["version"])
     assert decision["warm_started_trials"] == 4
