@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from mlfleet.training.entrypoint import stage_job
+
 ROOT = Path(__file__).resolve().parents[2]
 UV = str(Path(sys.executable).parent / "uv")
 
@@ -36,8 +38,7 @@ def test_entrypoint_runs_in_the_trial_environment(tmp_path: Path) -> None:
            "features": [c for c in frame.columns if c != "target"],
            "trials": [{"trial_id": "logistic-l1-test", "model": "logistic_l1", "params": {"C": 1.0}, "model_index": 0,
                        "optuna_number": None}]}
-    (root / "input/config").mkdir(parents=True)
-    (root / "input/config/hyperparameters.json").write_text(json.dumps({"job": json.dumps(job)}))
+    stage_job(root, job)
 
     probe = (
         "import sys\n"

@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlfleet.training.entrypoint import write_json_atomic
+from mlfleet.training.entrypoint import stage_job
 
 
 def stage_batch(batch_dir: Path, *, job: dict[str, Any], data_path: Path) -> Path:
-    """Lay out hyperparameters and the train channel exactly as SageMaker would."""
-    write_json_atomic(batch_dir / "input/config/hyperparameters.json", {"job": json.dumps(job)})
+    """Lay out hyperparameters and the config and train channels exactly as SageMaker would."""
+    stage_job(batch_dir, job)
     channel = batch_dir / "input/data/train"
     channel.mkdir(parents=True, exist_ok=True)
     link = channel / data_path.name

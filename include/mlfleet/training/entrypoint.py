@@ -2,7 +2,9 @@
 
 Layout under the root (`/opt/ml` in a container, a per-batch directory locally):
 
-    input/config/hyperparameters.json   {"job": "<json>"}: task, target, features, metric, cv, trials
+    input/config/hyperparameters.json   task, target, metric, cv_folds, cv_seed (strings, as SageMaker passes them)
+    input/data/config/job.json           the batch's trials and the feature columns (a channel: SageMaker
+                                         caps a hyperparameter value at 2,500 characters, a batch is larger)
     input/data/train/                    the training set (Parquet or CSV)
     model/results.json                   one result row per trial (the leaderboard rows)
     checkpoints/<trial_id>.json          a finished trial, so a restarted job skips it
@@ -39,11 +41,31 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def read_hyperparameters(root: Path) -> dict[str, Any]:
-    raw = json.loads((root / "input/config/hyperparameters.json").read_text())
-    # SageMaker passes every hyperparameter as a string; the job is one JSON-encoded value.
-    job = raw["job"]
-    return json.loads(job) if isinstance(job, str) else job
+def stage_job(root: Path, job: dict[str, Any]) -> None:
+    """Lay a job out as SageMaker would: scalar hyperparameters, and trials + features as the config channel."""
+    hyperparameters = {
+        "task": job["task"],
+        "target": job["target"],
+        "metric": job["metric"],
+        "cv_folds": str(job["cv"]["folds"]),
+        "cv_seed": str(job["cv"]["seed"]),
+    }
+    write_json_atomic(root / "input/config/hyperparameters.json", hyperparameters)
+    write_json_atomic(root / "input/data/config/job.json", {"features": job["features"], "trials": job["trials"]})
+
+
+def read_job(root: Path) -> dict[str, Any]:
+    """The job `stage_job` laid out (hyperparameters arrive as strings)."""
+    hyperparameters = json.loads((root / "input/config/hyperparameters.json").read_text())
+    config = json.loads((root / "input/data/config/job.json").read_text())
+    return {
+        "task": hyperparameters["task"],
+        "target": hyperparameters["target"],
+        "metric": hyperparameters["metric"],
+        "cv": {"folds": int(hyperparameters["cv_folds"]), "seed": int(hyperparameters["cv_seed"])},
+        "features": config["features"],
+        "trials": config["trials"],
+    }
 
 
 def load_channel(channel: Path) -> Any:
@@ -60,7 +82,7 @@ def run(root: Path, *, workers: int | None = None) -> list[dict[str, Any]]:
     """Run every trial of the batch not already checkpointed; return all result rows."""
     from mlfleet.training.cv import CVConfig, cross_validate_trials
 
-    job = read_hyperparameters(root)
+    job = read_job(root)
     frame = load_channel(root / "input/data/train")
     X = frame[job["features"]].to_numpy(dtype="float64")
     y = frame[job["target"]].to_numpy()

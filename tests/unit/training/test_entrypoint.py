@@ -18,7 +18,7 @@ from numpy.testing import assert_allclose
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import StratifiedKFold, cross_validate
 
-from mlfleet.training.entrypoint import METRIC_DEFINITIONS, main, read_hyperparameters, run, write_json_atomic
+from mlfleet.training.entrypoint import METRIC_DEFINITIONS, main, read_job, run, stage_job, write_json_atomic
 from mlfleet.training.zoo import build_estimator
 from mlfleet.trials import trial_id
 
@@ -53,10 +53,7 @@ def features(frame: pd.DataFrame) -> list[str]:
 def make_root(root: Path, frame: pd.DataFrame, trials: list[dict[str, Any]]) -> Path:
     job = {"task": "classification", "target": "target", "features": features(frame), "metric": "roc_auc",
            "cv": {"folds": FOLDS, "seed": SEED}, "trials": trials}
-    config = root / "input/config"
-    config.mkdir(parents=True)
-    # SageMaker hands every hyperparameter over as a string: the job is one JSON-encoded value.
-    (config / "hyperparameters.json").write_text(json.dumps({"job": json.dumps(job)}))
+    stage_job(root, job)
     channel = root / "input/data/train"
     channel.mkdir(parents=True)
     frame.to_parquet(channel / "train.parquet", index=False)
@@ -121,9 +118,9 @@ def test_restart_skips_checkpointed_trials(tmp_path: Path, frame: pd.DataFrame, 
     # a restarted job: results.json gone, checkpoints kept, one new trial added to the batch
     (root / "model/results.json").unlink()
     added = trial("logistic_l1", {"C": 0.1})
-    job = read_hyperparameters(root)
+    job = read_job(root)
     job["trials"].append(added)
-    write_json_atomic(root / "input/config/hyperparameters.json", {"job": json.dumps(job)})
+    stage_job(root, job)
 
     assert main(["train", "--root", str(root)]) == 0
     stdout = capsys.readouterr().out
@@ -175,9 +172,9 @@ def test_empty_channel_fails_with_a_failure_file(tmp_path: Path, frame: pd.DataF
 
 def test_missing_feature_column_fails_naming_it(tmp_path: Path, frame: pd.DataFrame) -> None:
     root = make_root(tmp_path / "ml", frame.drop(columns=["mean_radius"]), TRIALS[:1])
-    job = read_hyperparameters(root)
+    job = read_job(root)
     job["features"] = ["mean_radius", *job["features"]]
-    write_json_atomic(root / "input/config/hyperparameters.json", {"job": json.dumps(job)})
+    stage_job(root, job)
     assert main(["train", "--root", str(root)]) == 1
     assert "mean_radius" in (root / "output/failure").read_text().splitlines()[0]
 
