@@ -484,8 +484,12 @@ def test_check_target(labels: list[Any], task: str, folds: int, field: str, word
     assert words in info.value.message
 
 
-def test_check_target_accepts_a_good_target() -> None:
+def test_check_target_boundary_is_folds_rows_per_class() -> None:
+    """Exactly `folds` rows in the smallest class passes; one fewer is refused naming cv.folds."""
     from mlfleet.spec.validate import check_target
 
-    check_target(_target_spec("classification", 3), _frame([0, 1, 2] * 3))
-    check_target(_target_spec("regression", 3), _frame([0.1, 2.5, 3.3, 4.0]))
+    spec = _target_spec("classification", 3)
+    assert check_target(spec, _frame([0, 1, 2] * 3)) is None
+    with pytest.raises(SpecError) as err:
+        check_target(spec, _frame([0, 1, 2] * 2 + [0, 1]))
+    assert err.value.field == "cv.folds" and "class 2" in str(err.value)
