@@ -45,7 +45,7 @@ def check_target(spec: ExperimentSpec, frame: Any) -> None:
         if counts.min() < spec.cv.folds:
             raise SpecError(
                 "cv.folds",
-                f"{spec.cv.folds} folds but class {counts.idxmin()!r} of {spec.target!r} has only {counts.min()} rows",
+                f"{spec.cv.folds} folds but class {_plain(counts.idxmin())!r} of {spec.target!r} has only {counts.min()} rows",
             )
         if len(counts) > 50:
             raise SpecError("task", f"{spec.target!r} has {len(counts)} classes; is this a regression target?")
@@ -55,3 +55,8 @@ def check_static(spec: ExperimentSpec) -> None:
     """Everything that does not need the data."""
     check_metric(spec)
     check_params(spec)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value users wrote (`2`, not `np.int64(2)`)."""
+    return value.item() if hasattr(value, "item") else value
