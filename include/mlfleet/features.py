@@ -15,7 +15,6 @@ from typing import Any, Iterator
 
 from mlfleet.config import Settings
 
-LABEL_COLUMNS = ("churned",)
 ENTITY_TIMESTAMP = "event_timestamp"
 
 
@@ -55,9 +54,9 @@ def apply(settings: Settings) -> list[str]:
     return [view.name for view in store(settings).list_feature_views()]
 
 
-def online_views(settings: Settings) -> list[Any]:
-    """The views that serve online (the raw `events` view does not)."""
-    return [v for v in store(settings).list_feature_views() if v.online]
+def online_views(fs: Any) -> list[Any]:
+    """The store's views that serve online (the raw `events` view does not)."""
+    return [v for v in fs.list_feature_views() if v.online]
 
 
 def materialize(settings: Settings, *, start: datetime, end: datetime) -> dict[str, int]:
@@ -71,7 +70,7 @@ def materialize(settings: Settings, *, start: datetime, end: datetime) -> dict[s
 
     fs = store(settings)
     written: dict[str, int] = {}
-    for view in online_views(settings):
+    for view in online_views(fs):
         path = Path(view.batch_source.path)
         if not path.is_dir():
             raise FileNotFoundError(f"feature view {view.name}: no offline table at {path}; run the feature job first")
@@ -90,9 +89,12 @@ def materialize(settings: Settings, *, start: datetime, end: datetime) -> dict[s
 
 def service_features(settings: Settings, service: str) -> list[str]:
     """Feature column names a feature service yields in a training set."""
+    return _service_features(store(settings), service)
+
+
+def _service_features(fs: Any, service: str) -> list[str]:
     from feast.errors import FeatureServiceNotFoundException
 
-    fs = store(settings)
     try:
         svc = fs.get_feature_service(service)
     except FeatureServiceNotFoundException:
@@ -108,7 +110,7 @@ def training_set(settings: Settings, service: str, *, entity_df: Any) -> Any:
     window, so its counts and sums are 0: missing values are filled with 0.
     """
     fs = store(settings)
-    features = service_features(settings, service)
+    features = _service_features(fs, service)
     frame = fs.get_historical_features(entity_df=entity_df, features=fs.get_feature_service(service)).to_df()
     frame[features] = frame[features].astype("float64").fillna(0.0)
     return frame.sort_values([ENTITY_TIMESTAMP, "customer_id"]).reset_index(drop=True)
@@ -135,7 +137,7 @@ def recent_features(settings: Settings, *, features: list[str], days: int) -> An
     import pandas as pd
 
     columns: dict[str, Any] = {}
-    for view in online_views(settings):
+    for view in online_views(store(settings)):
         wanted = [f.name for f in view.features if f.name in features]
         if not wanted:
             continue

@@ -8,7 +8,6 @@ higher on the holdout; both scores and the decision are recorded either way.
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -108,6 +107,3 @@ def decide(context: dict[str, Any], *, settings: Settings) -> dict[str, Any]:
     write_json_atomic(Path(context["results_dir"]) / "decision.json", decision)
     return decision
 
-
-def rounds_needed(settings: Settings) -> int:
-    return math.ceil(settings.retrain_trials / settings.retrain_batch_size)

@@ -49,7 +49,7 @@ def validate(spec_source: Any, *, settings: Settings, round_limit: int | None = 
     from mlfleet.backends import AVAILABLE_BACKENDS
     from mlfleet.spec.validate import check_static
 
-    spec = load_spec(spec_source) if not isinstance(spec_source, (dict, ExperimentSpec)) else parse_spec(spec_source)
+    spec = parse_spec(spec_source) if isinstance(spec_source, ExperimentSpec) else load_spec(spec_source)
     check_static(spec)
     backend = spec.backend or settings.backend
     if backend not in AVAILABLE_BACKENDS:
@@ -146,7 +146,7 @@ def _round_file(context: dict[str, Any], round_index: int) -> Path:
     return Path(context["results_dir"]) / "rounds" / f"{round_index:03d}.json"
 
 
-def propose(context: dict[str, Any], *, round_index: int, settings: Settings, history: dict[str, float] | None = None) -> list[dict[str, Any]]:
+def propose(context: dict[str, Any], *, round_index: int, settings: Settings) -> list[dict[str, Any]]:
     """A round's batches; a retried proposal returns the same batches (they are written down)."""
     path = _round_file(context, round_index)
     if path.is_file():
@@ -168,7 +168,6 @@ def propose(context: dict[str, Any], *, round_index: int, settings: Settings, hi
         cores_per_batch=settings.workers,
         max_batches=spec.budget.max_parallel,
         target_seconds=settings.batch_target_seconds,
-        history=history,
         prefix=f"r{round_index}",
     )
     payload = [{**b.to_dict(), "round": round_index} for b in batches]

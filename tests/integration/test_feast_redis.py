@@ -83,7 +83,7 @@ def test_feature_service_served_from_redis(redis_url: str, tmp_path: Path, monke
 
     names = features.apply(settings)
     assert {"customer_spend", "customer_channels"} <= set(names)
-    assert {v.name for v in features.online_views(settings)} == set(VIEWS)
+    assert {v.name for v in features.online_views(features.store(settings))} == set(VIEWS)
     assert client.dbsize() == 0  # apply writes the registry file, nothing online yet
 
     for view in VIEWS:
