@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, chain, dag, task
 
 from mlfleet import airflow_tasks as tasks
+from mlfleet.airflow_rounds import trial_rounds
 
 SPEC_SCHEMA = {
     "description": "An experiment spec object (see experiment-spec.md) or the path of a spec YAML file.",
@@ -49,7 +50,7 @@ def experiment_sweep():
         return tasks.finalize(context)
 
     context = prepare()
-    chain(tasks.trial_rounds(context, rounds=tasks.SWEEP_MAX_ROUNDS), finalize(context))
+    chain(trial_rounds(context, rounds=tasks.SWEEP_MAX_ROUNDS), finalize(context))
 
 
 experiment_sweep()

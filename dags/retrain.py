@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, chain, dag, task
 
 from mlfleet import airflow_tasks as tasks
+from mlfleet.airflow_rounds import trial_rounds
 from mlfleet.retraining import RETRAIN_MAX_ROUNDS
 
 
@@ -46,7 +47,7 @@ def retrain():
         return tasks.decide(context)
 
     context = prepare()
-    chain(tasks.trial_rounds(context, rounds=RETRAIN_MAX_ROUNDS), decide(context))
+    chain(trial_rounds(context, rounds=RETRAIN_MAX_ROUNDS), decide(context))
 
 
 retrain()

@@ -65,34 +65,22 @@ def record(context: dict[str, Any]) -> int:
     return sweep.record(context, settings=get_settings())
 
 
-def trial_rounds(context: Any, *, rounds: int) -> Any:
-    """Wire `rounds` × (propose -> one mapped task per batch -> record) after `context`.
+def local_batches(context: dict[str, Any], batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from mlfleet import dispatch
 
-    Airflow has no loops, so a DAG holds its maximum number of rounds; a round with nothing to
-    propose maps over an empty list and its batch task is skipped. Returns the last record task.
-    """
-    from airflow.sdk import chain, task
+    return dispatch.local_batches(context, batches)
 
-    @task(trigger_rule="none_failed")
-    def propose_round(context: dict[str, Any], round_index: int) -> list[dict[str, Any]]:
-        return propose(context, round_index)
 
-    @task
-    def run_trial_batch(context: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
-        return run_batch(context, batch)
+def sagemaker_jobs(context: dict[str, Any], batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from mlfleet import dispatch
 
-    @task(trigger_rule="none_failed")
-    def record_round(context: dict[str, Any]) -> int:
-        return record(context)
+    return dispatch.sagemaker_jobs(context, batches, settings=get_settings())
 
-    previous = context
-    for index in range(rounds):
-        batches = propose_round.override(task_id=f"propose_{index}")(context, index)
-        ran = run_trial_batch.override(task_id=f"run_batches_{index}").partial(context=context).expand(batch=batches)
-        told = record_round.override(task_id=f"record_{index}")(context)
-        chain(previous, batches, ran, told)
-        previous = told
-    return previous
+
+def kubernetes_pods(context: dict[str, Any], batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from mlfleet import dispatch
+
+    return dispatch.kubernetes_pods(context, batches, settings=get_settings())
 
 
 def finalize(context: dict[str, Any]) -> dict[str, Any]:

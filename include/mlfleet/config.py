@@ -5,14 +5,39 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 Backend = Literal["local", "sagemaker", "kubernetes"]
+EtlBackend = Literal["spark_local", "emr_serverless"]
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+
+class InstanceType(BaseModel):
+    """One row of the SageMaker instance table: what an instance type offers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    instance_type: str = Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    cpu: float = Field(gt=0)
+    memory_gb: float = Field(gt=0)
+    gpu: int = Field(default=0, ge=0)
+
+
+# Smallest first: a batch gets the first row that covers its trials' `resources`.
+DEFAULT_SAGEMAKER_INSTANCES = [
+    InstanceType(instance_type="ml.m5.large", cpu=2, memory_gb=8),
+    InstanceType(instance_type="ml.m5.xlarge", cpu=4, memory_gb=16),
+    InstanceType(instance_type="ml.m5.2xlarge", cpu=8, memory_gb=32),
+    InstanceType(instance_type="ml.m5.4xlarge", cpu=16, memory_gb=64),
+    InstanceType(instance_type="ml.g5.xlarge", cpu=4, memory_gb=16, gpu=1),
+    InstanceType(instance_type="ml.g5.2xlarge", cpu=8, memory_gb=32, gpu=1),
+    InstanceType(instance_type="ml.g5.12xlarge", cpu=48, memory_gb=192, gpu=4),
+]
+DEFAULT_GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
 class Settings(BaseSettings):
@@ -42,6 +67,40 @@ class Settings(BaseSettings):
     holdout_days: int = 14
     retrain_trials: int = 8
     retrain_batch_size: int = 4
+    # Remote backends (SageMaker, Kubernetes, EMR Serverless) stage data and read results here.
+    object_store_uri: str | None = Field(default=None, description="s3://bucket/prefix")
+    aws_conn_id: str = "aws_default"
+    aws_region: str | None = None
+    trial_image: str = Field(default="mlfleet-trial:latest", description="the Dockerfile's `trial` target, pushed")
+    # SageMaker
+    sagemaker_role_arn: str | None = None
+    sagemaker_instance_types: list[InstanceType] = Field(default_factory=lambda: list(DEFAULT_SAGEMAKER_INSTANCES))
+    sagemaker_volume_gb: int = Field(default=30, ge=1)
+    sagemaker_deferrable: bool = True
+    sagemaker_check_interval: int = Field(default=30, ge=1)
+    sagemaker_spot: bool = False
+    # Spot: how long to wait for capacity on top of the run time (MaxWaitTimeInSeconds - MaxRuntimeInSeconds).
+    sagemaker_spot_wait_seconds: int = Field(default=3600, ge=0)
+    # Kubernetes
+    kubernetes_conn_id: str = "kubernetes_default"
+    kubernetes_in_cluster: bool | None = None
+    kubernetes_namespace: str = Field(default="mlfleet", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    kubernetes_service_account: str | None = "mlfleet-trial"
+    kubernetes_image_pull_policy: PullPolicy = "IfNotPresent"
+    kubernetes_node_selector: dict[str, str] = Field(default_factory=dict)
+    kubernetes_tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    kubernetes_gpu_node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    kubernetes_gpu_tolerations: list[dict[str, Any]] = Field(default_factory=lambda: list(DEFAULT_GPU_TOLERATIONS))
+    kubernetes_deferrable: bool = False
+    kubernetes_startup_timeout_seconds: int = Field(default=600, ge=1)
+    # ETL: local Spark, or the same script on EMR Serverless.
+    etl_backend: EtlBackend = "spark_local"
+    emr_application_id: str | None = None
+    emr_execution_role_arn: str | None = None
+    # Extra spark-submit parameters for EMR (e.g. the Python environment archive with Feast).
+    emr_spark_submit_parameters: str = ""
+    emr_deferrable: bool = True
+
     # Local Airflow (`mlfleet up`)
     airflow_port: int = 8080
     airflow_username: str = "admin"
@@ -51,6 +110,13 @@ class Settings(BaseSettings):
     demo_days: int = 84
     demo_start: str = "2026-08-01"
     demo_shift_day: int = 49
+
+    @field_validator("object_store_uri")
+    @classmethod
+    def _s3_uri(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("s3://"):
+            raise ValueError(f"object_store_uri must be an s3://bucket/prefix URI, got {value!r}")
+        return value.rstrip("/") if value else value
 
     @cached_property
     def home_dir(self) -> Path:

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from mlfleet.backends.object_store import file_sha256
 from mlfleet.config import Settings
 from mlfleet.spec import ExperimentSpec, SpecError, load_spec, parse_spec
 from mlfleet.training.entrypoint import write_json_atomic
@@ -44,20 +45,15 @@ def max_rounds(spec: ExperimentSpec) -> int:
     return math.ceil((spec.search.n_trials or 1) / batch)
 
 
-def validate(spec_source: Any, *, settings: Settings, round_limit: int | None = None) -> ExperimentSpec:
-    """Every check that needs no data: structure, scorer, params, backend, GPU, rounds."""
-    from mlfleet.backends import AVAILABLE_BACKENDS
+def validate(spec_source: Any, *, settings: Settings, round_limit: int | None = None,
+             backend: str | None = None) -> ExperimentSpec:
+    """Every check that needs no data: structure, scorer, params, backend and its settings, GPU, rounds."""
+    from mlfleet.backends import check_backend
     from mlfleet.spec.validate import check_static
 
     spec = parse_spec(spec_source) if isinstance(spec_source, ExperimentSpec) else load_spec(spec_source)
     check_static(spec)
-    backend = spec.backend or settings.backend
-    if backend not in AVAILABLE_BACKENDS:
-        raise SpecError("backend", f"{backend!r} is not available in this release; available: {', '.join(AVAILABLE_BACKENDS)}")
-    gpus = [i for i in range(len(spec.models)) if spec.resources_for(i).gpu > 0]
-    if gpus and backend == "local" and not _cuda_available():
-        field = "resources.gpu" if spec.models[gpus[0]].resources is None else f"models[{gpus[0]}].resources.gpu"
-        raise SpecError(field, "the local backend has no GPU on this machine; set gpu: 0 or choose a GPU backend")
+    check_backend(spec, backend or spec.backend or settings.backend, settings=settings, cuda_available=_cuda_available)
     if round_limit is not None and max_rounds(spec) > round_limit:
         raise SpecError(
             "search.batch_size",
@@ -76,17 +72,23 @@ def _cuda_available() -> bool:
 
 
 def prepare(spec_source: Any, *, settings: Settings, run_id: str | None = None, round_limit: int | None = None,
-            holdout_days: int = 0) -> dict[str, Any]:
-    """Validate the spec against its data, then stage the training set; returns the sweep context."""
+            holdout_days: int = 0, backend: str | None = None, results_root: Path | None = None,
+            send: bool = True) -> dict[str, Any]:
+    """Validate the spec against its data, then stage the training set; returns the sweep context.
+
+    Remote backends also get the training set in the object store, content-addressed (uploaded
+    once, whichever sweep needs it). `send=False` (plan) computes every name but uploads nothing.
+    """
     from mlfleet.datasets import feature_columns, load_frame
     from mlfleet.spec.validate import check_target
 
-    spec = validate(spec_source, settings=settings, round_limit=round_limit)
+    spec = validate(spec_source, settings=settings, round_limit=round_limit, backend=backend)
+    backend = backend or spec.backend or settings.backend
     frame = load_frame(spec, settings)
     features = feature_columns(spec, frame)
     check_target(spec, frame)
     run_id = run_id or new_run_id(salt=spec.name)
-    results_dir = settings.experiments_dir / spec.name / run_id
+    results_dir = (results_root or settings.experiments_dir) / spec.name / run_id
     keep = [c for c in ("customer_id", "event_timestamp") if c in frame.columns]
     frame = frame[[*keep, *features, spec.target]]
     holdout = None
@@ -112,11 +114,22 @@ def prepare(spec_source: Any, *, settings: Settings, run_id: str | None = None, 
         "n_rows": int(len(frame)),
         "data_fingerprint": fingerprint,
         "spec": spec.model_dump(mode="json", exclude_none=True),
-        "backend": spec.backend or settings.backend,
+        "backend": backend,
+        "data_sha256": file_sha256(data_dir / DATA_FILE),
         "study": f"{spec.name}.{run_id}",
         "rounds": max_rounds(spec),
         "n_trials": spec.search.n_trials if spec.search.strategy == "bayes" else len(expand(spec)),
     }
+    if backend != "local":
+        from mlfleet.backends import naming
+
+        root = str(settings.object_store_uri)
+        context["data_uri"] = naming.dataset_uri(root, context["data_sha256"], DATA_FILE)
+        context["results_store_uri"] = naming.run_uri(root, spec.name, run_id)
+        if send:
+            from mlfleet.backends import object_store
+
+            object_store.upload_once(settings, data_dir / DATA_FILE, context["data_uri"])
     write_json_atomic(results_dir / "spec.json", context["spec"])
     write_json_atomic(results_dir / "context.json", context)
     return context
@@ -162,29 +175,37 @@ def propose(context: dict[str, Any], *, round_index: int, settings: Settings) ->
         trials = ask(_study(context, settings), spec, min(batch, remaining)) if remaining > 0 else []
     else:
         trials = expand(spec)
-    batches = plan_batches(
-        trials,
-        folds=spec.cv.folds,
-        cores_per_batch=settings.workers,
-        max_batches=spec.budget.max_parallel,
-        target_seconds=settings.batch_target_seconds,
-        prefix=f"r{round_index}",
-    )
-    payload = [{**b.to_dict(), "round": round_index} for b in batches]
+    payload = plan_round(spec, trials, round_index=round_index, settings=settings, backend=context["backend"])
     write_json_atomic(path, payload)
     return payload
+
+
+def plan_round(spec: ExperimentSpec, trials: list[Trial], *, round_index: int, settings: Settings,
+               backend: str) -> list[dict[str, Any]]:
+    """Batches of a round: trials grouped by their `resources` (one machine shape per batch), then
+    packed by predicted runtime onto as many cores as a batch's machine has."""
+    groups: dict[str, list[Trial]] = {}
+    for trial in trials:
+        groups.setdefault(spec.resources_for(trial.model_index).model_dump_json(), []).append(trial)
+    payload = []
+    for key, members in sorted(groups.items()):
+        resources = json.loads(key)
+        cores = settings.workers if backend == "local" else max(1, int(resources["cpu"]))
+        share = max(1, round(spec.budget.max_parallel * len(members) / len(trials)))
+        for batch in plan_batches(members, folds=spec.cv.folds, cores_per_batch=cores, max_batches=share,
+                                  target_seconds=settings.batch_target_seconds, prefix=f"r{round_index}"):
+            payload.append({**batch.to_dict(), "round": round_index, "resources": resources})
+    return sorted(payload, key=lambda b: b["batch_id"])
 
 
 def batch_dir(context: dict[str, Any], batch: dict[str, Any]) -> Path:
     return Path(context["results_dir"]) / "batches" / batch["batch_id"]
 
 
-def run_batch(context: dict[str, Any], batch: dict[str, Any], *, settings: Settings) -> dict[str, Any]:
-    """Run one batch on the context's backend; returns a small summary for XCom."""
-    from mlfleet.backends import local
-
+def batch_job(context: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+    """What the training entrypoint needs for one batch, on any backend."""
     spec = spec_of(context)
-    job = {
+    return {
         "task": spec.task,
         "target": spec.target,
         "features": context["features"],
@@ -192,17 +213,21 @@ def run_batch(context: dict[str, Any], batch: dict[str, Any], *, settings: Setti
         "cv": {"folds": spec.cv.folds, "seed": spec.cv.seed},
         "trials": batch["trials"],
     }
-    directory = local.stage_batch(batch_dir(context, batch), job=job, data_path=Path(context["data_path"]))
+
+
+def run_batch(context: dict[str, Any], batch: dict[str, Any], *, settings: Settings) -> dict[str, Any]:
+    """Run one batch on this machine (the local backend); returns a small summary for XCom."""
+    from mlfleet.backends import batch_results, local
+
+    spec = spec_of(context)
+    directory = local.stage_batch(batch_dir(context, batch), job=batch_job(context, batch), data_path=Path(context["data_path"]))
     rows = local.run_batch(
         directory,
         trial_ids=[t["trial_id"] for t in batch["trials"]],
         workers=settings.workers,
         timeout_seconds=spec.budget.timeout_minutes * 60,
     )
-    ok = [r for r in rows if r["status"] == "success"]
-    best = max(ok, key=lambda r: r["mean_score"]) if ok else None
-    return {"batch_id": batch["batch_id"], "trials": len(rows), "failed": len(rows) - len(ok),
-            "best": {"trial_id": best["trial_id"], "mean_score": best["mean_score"]} if best else None}
+    return batch_results.summary(batch["batch_id"], rows)
 
 
 def collect_rows(context: dict[str, Any]) -> list[dict[str, Any]]:
@@ -306,9 +331,13 @@ def register_fitted(context: dict[str, Any], best: dict[str, Any], *, model: Any
 
 
 def run_sweep(spec_source: Any, *, settings: Settings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run a whole sweep in this process (the CLI's path), rounds one after another."""
+    """Run a whole sweep in this process (the CLI's path, local backend), rounds one after another."""
     say = progress or (lambda _msg: None)
-    context = prepare(spec_source, settings=settings)
+    spec = validate(spec_source, settings=settings)
+    if (spec.backend or settings.backend) != "local":
+        raise SpecError("backend", f"`mlfleet sweep` runs trials on this machine; a {spec.backend or settings.backend} sweep "
+                        "runs through the experiment_sweep DAG (see its requests with `mlfleet plan`)")
+    context = prepare(spec, settings=settings)
     say(f"{context['experiment']} {context['run_id']}: {context['n_rows']} rows, {len(context['features'])} features, "
         f"{context['rounds']} round(s)")
     done = 0

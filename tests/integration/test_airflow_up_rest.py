@@ -88,7 +88,7 @@ def test_mlfleet_up_trigger_sweep_over_rest_down(local_settings: Settings) -> No
             assert state == "success", [(ti["task_id"], ti["state"]) for ti in tis]
             states = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in tis}
             assert states[("prepare", -1)] == "success"
-            assert states[("run_batches_0", 0)] == "success"
+            assert states[("round_0.run_local", 0)] == "success"
             assert states[("finalize", -1)] == "success"
             result = api.xcom(DAG_ID, run_id, "finalize")
             assert result["n_trials"] == 2

@@ -12,6 +12,11 @@ Layout under the root (`/opt/ml` in a container, a per-batch directory locally):
 
 Metrics go to stdout as `trial=<id> fold=<k> score=<v>` and `trial=<id> mean_score=<v>`, the
 form a SageMaker MetricDefinition regex reads. Nothing here imports Airflow.
+
+Three places, one code path: the local backend stages the layout itself; SageMaker stages it from
+the CreateTrainingJob request; a Kubernetes pod passes `--hyperparameters`, `--channel` and
+`--output` so the entrypoint stages it from S3, pushes checkpoints and results back, and with
+`--xcom` writes the result to KubernetesPodOperator's XCom sidecar file.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ METRIC_DEFINITIONS = [
     {"Name": "fold_score", "Regex": r"fold=\d+ score=([-+0-9.eE]+)"},
     {"Name": "mean_score", "Regex": r"mean_score=([-+0-9.eE]+)"},
 ]
-XCOM_SIDECAR = Path("/airflow/xcom/return.json")
+XCOM_SIDECAR = "/airflow/xcom/return.json"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -41,17 +46,26 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def stage_job(root: Path, job: dict[str, Any]) -> None:
-    """Lay a job out as SageMaker would: scalar hyperparameters, and trials + features as the config channel."""
-    hyperparameters = {
+def hyperparameters_of(job: dict[str, Any]) -> dict[str, str]:
+    """The job's scalar settings as SageMaker hyperparameters (string values)."""
+    return {
         "task": job["task"],
         "target": job["target"],
         "metric": job["metric"],
         "cv_folds": str(job["cv"]["folds"]),
         "cv_seed": str(job["cv"]["seed"]),
     }
-    write_json_atomic(root / "input/config/hyperparameters.json", hyperparameters)
-    write_json_atomic(root / "input/data/config/job.json", {"features": job["features"], "trials": job["trials"]})
+
+
+def config_of(job: dict[str, Any]) -> dict[str, Any]:
+    """What travels in the `config` channel: too large for a hyperparameter value."""
+    return {"features": job["features"], "trials": job["trials"]}
+
+
+def stage_job(root: Path, job: dict[str, Any]) -> None:
+    """Lay a job out as SageMaker would: scalar hyperparameters, and trials + features as the config channel."""
+    write_json_atomic(root / "input/config/hyperparameters.json", hyperparameters_of(job))
+    write_json_atomic(root / "input/data/config/job.json", config_of(job))
 
 
 def read_job(root: Path) -> dict[str, Any]:
@@ -78,7 +92,7 @@ def load_channel(channel: Path) -> Any:
     return pd.concat(frames, ignore_index=True)
 
 
-def run(root: Path, *, workers: int | None = None) -> list[dict[str, Any]]:
+def run(root: Path, *, workers: int | None = None, on_checkpoint: Any = None) -> list[dict[str, Any]]:
     """Run every trial of the batch not already checkpointed; return all result rows."""
     from mlfleet.training.cv import CVConfig, cross_validate_trials
 
@@ -99,6 +113,8 @@ def run(root: Path, *, workers: int | None = None) -> list[dict[str, Any]]:
         else:
             print(f"trial={row['trial_id']} status=failed error={row['error']}", flush=True)
         write_json_atomic(checkpoints / f"{row['trial_id']}.json", row)
+        if on_checkpoint is not None:
+            on_checkpoint(checkpoints / f"{row['trial_id']}.json")
 
     workers = workers or int(os.environ.get("MLFLEET_WORKERS", "0")) or os.cpu_count() or 1
     cross_validate_trials(todo, X, y, config, workers=workers, on_trial_done=record)
@@ -107,15 +123,49 @@ def run(root: Path, *, workers: int | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def stage_from_object_store(root: Path, *, hyperparameters: str | None, channels: list[str], output: str | None) -> None:
+    """A pod's staging: what SageMaker does before it starts the container, done by the container."""
+    from mlfleet.training import object_io
+
+    if hyperparameters is not None:
+        values = json.loads(hyperparameters)
+        if not isinstance(values, dict):
+            raise ValueError(f"--hyperparameters must be a JSON object, got {hyperparameters!r}")
+        write_json_atomic(root / "input/config/hyperparameters.json", {k: str(v) for k, v in values.items()})
+    for channel in channels:
+        name, sep, uri = channel.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--channel takes NAME=s3://bucket/prefix, got {channel!r}")
+        if not object_io.download_prefix(uri, root / "input/data" / name):
+            raise FileNotFoundError(f"input channel {name}: nothing under {uri}")
+    if output:
+        # Trials a previous pod of this batch finished (evicted, rescheduled) are not run again.
+        object_io.download_prefix(f"{output.rstrip('/')}/checkpoints/", root / "checkpoints")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", nargs="?", default="train", help="SageMaker passes 'train'")
     parser.add_argument("--root", default=os.environ.get("MLFLEET_SM_ROOT", "/opt/ml"))
+    parser.add_argument("--hyperparameters", help="pods: the hyperparameters JSON SageMaker would write")
+    parser.add_argument("--channel", action="append", default=[], help="pods: NAME=s3://... input channel to download")
+    parser.add_argument("--output", help="pods: s3://... prefix for checkpoints and results.json")
     parser.add_argument("--xcom", action="store_true", help="also write the result to the KPO XCom sidecar file")
     args = parser.parse_args(argv)
     root = Path(args.root)
+    push = None
+    if args.output:
+        from mlfleet.training import object_io
+
+        output = args.output.rstrip("/")
+
+        def push(path: Path) -> None:
+            object_io.upload_file(path, f"{output}/checkpoints/{path.name}")
     try:
-        rows = run(root)
+        stage_from_object_store(root, hyperparameters=args.hyperparameters, channels=args.channel, output=args.output)
+        rows = run(root, on_checkpoint=push)
+        if args.output:
+            object_io.upload_file(root / "model/results.json", f"{output}/results.json")
     except Exception as err:  # noqa: BLE001 - the failure file is the contract
         message = "".join(traceback.format_exception_only(type(err), err)).strip()
         (root / "output").mkdir(parents=True, exist_ok=True)
@@ -123,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr)
         return 1
     if args.xcom:
-        summary = {"results": rows}
-        write_json_atomic(XCOM_SIDECAR, summary)
+        summary: dict[str, Any] = {"results": rows}
+        if args.output:
+            summary["results_uri"] = f"{output}/results.json"
+        write_json_atomic(Path(os.environ.get("MLFLEET_XCOM_FILE", XCOM_SIDECAR)), summary)
     return 0
 
 

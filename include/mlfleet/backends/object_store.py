@@ -1,0 +1,64 @@
+"""The object store remote backends read and write (S3 through the Amazon provider's S3Hook).
+
+Uploads are idempotent: a content-addressed key that already exists is not sent again, and a
+batch's config is rewritten with the same bytes on a retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from mlfleet.config import Settings
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def require_root(settings: Settings, backend: str) -> str:
+    """The configured object-store root, or an error that names the setting."""
+    from mlfleet.spec import SpecError
+
+    if not settings.object_store_uri:
+        raise SpecError("backend", f"{backend} needs an object store: set MLFLEET_OBJECT_STORE_URI=s3://bucket/prefix")
+    return settings.object_store_uri
+
+
+def s3_hook(settings: Settings) -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=settings.aws_conn_id, region_name=settings.aws_region)
+
+
+def split(uri: str) -> tuple[str, str]:
+    from mlfleet.training.object_io import split_uri
+
+    return split_uri(uri)
+
+
+def upload_once(settings: Settings, path: Path, uri: str) -> bool:
+    """Upload `path` to a content-addressed `uri` unless it is there already; True when sent."""
+    hook = s3_hook(settings)
+    bucket, key = split(uri)
+    if hook.check_for_key(key, bucket_name=bucket):
+        return False
+    hook.load_file(str(path), key, bucket_name=bucket, replace=True)
+    return True
+
+
+def put_bytes(settings: Settings, data: bytes, uri: str) -> str:
+    bucket, key = split(uri)
+    s3_hook(settings).load_bytes(data, key, bucket_name=bucket, replace=True)
+    return uri
+
+
+def get_bytes(settings: Settings, uri: str) -> bytes:
+    bucket, key = split(uri)
+    obj = s3_hook(settings).get_key(key, bucket_name=bucket)
+    return obj.get()["Body"].read()

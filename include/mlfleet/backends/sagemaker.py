@@ -1,0 +1,88 @@
+"""SageMaker backend: a trial batch as one CreateTrainingJob request (a pure function of the batch).
+
+The request runs the trial image's entrypoint under SageMaker's container contract: scalar
+hyperparameters, a `train` channel (the sweep's training set, content-addressed, uploaded once)
+and a `config` channel (the batch's trials), results in the model artifact, finished trials in
+the checkpoint directory so a job restarted after a spot interruption skips them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlfleet.backends import naming
+from mlfleet.config import InstanceType, Settings
+from mlfleet.spec import SpecError
+from mlfleet.training.entrypoint import METRIC_DEFINITIONS, hyperparameters_of
+
+CHECKPOINT_PATH = "/opt/ml/checkpoints"
+
+
+def choose_instance(resources: dict[str, Any], table: list[InstanceType], *, field: str = "resources") -> str:
+    """The first (smallest) instance type in the configured table that covers `resources`."""
+    for row in table:
+        if row.cpu >= resources["cpu"] and row.memory_gb >= resources["memory_gb"] and row.gpu >= resources["gpu"]:
+            return row.instance_type
+    offered = ", ".join(f"{r.instance_type} ({r.cpu:g} cpu, {r.memory_gb:g} GB, {r.gpu} gpu)" for r in table)
+    raise SpecError(
+        field,
+        f"no instance in MLFLEET_SAGEMAKER_INSTANCE_TYPES covers cpu={resources['cpu']:g}, "
+        f"memory_gb={resources['memory_gb']:g}, gpu={resources['gpu']}; configured: {offered}",
+    )
+
+
+def check_settings(settings: Settings) -> None:
+    """What every SageMaker request needs from configuration, named when missing."""
+    if not settings.object_store_uri:
+        raise SpecError("backend", "sagemaker needs an object store: set MLFLEET_OBJECT_STORE_URI=s3://bucket/prefix")
+    if not settings.sagemaker_role_arn:
+        raise SpecError("backend", "sagemaker needs an execution role: set MLFLEET_SAGEMAKER_ROLE_ARN=arn:aws:iam::<account>:role/<name>")
+
+
+def _channel(name: str, uri: str, content_type: str) -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "ContentType": content_type,
+        "InputMode": "File",
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}},
+    }
+
+
+def training_job_request(
+    *, context: dict[str, Any], batch: dict[str, Any], job: dict[str, Any], settings: Settings, attempt: int = 1
+) -> dict[str, Any]:
+    """The CreateTrainingJob request for one batch; the same batch always gives the same request."""
+    check_settings(settings)
+    root = str(settings.object_store_uri)
+    experiment, run_id, batch_id = context["experiment"], context["run_id"], batch["batch_id"]
+    where = naming.batch_uri(root, experiment, run_id, batch_id)
+    runtime = int(context["spec"].get("budget", {}).get("timeout_minutes", 60) * 60)
+    request: dict[str, Any] = {
+        "TrainingJobName": naming.job_name(experiment=experiment, run_id=run_id, batch_id=batch_id, attempt=attempt),
+        "AlgorithmSpecification": {
+            "TrainingImage": settings.trial_image,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
+        },
+        "RoleArn": settings.sagemaker_role_arn,
+        "HyperParameters": hyperparameters_of(job),
+        "InputDataConfig": [
+            _channel("train", context["data_uri"].rsplit("/", 1)[0] + "/", "application/x-parquet"),
+            _channel("config", f"{where}/config/", "application/json"),
+        ],
+        "OutputDataConfig": {"S3OutputPath": f"{where}/output/"},
+        "ResourceConfig": {
+            "InstanceType": choose_instance(batch["resources"], settings.sagemaker_instance_types),
+            "InstanceCount": 1,
+            "VolumeSizeInGB": settings.sagemaker_volume_gb,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": runtime},
+        "CheckpointConfig": {"S3Uri": f"{where}/checkpoints/", "LocalPath": CHECKPOINT_PATH},
+        "Tags": [{"Key": f"mlfleet:{key}", "Value": value} for key, value in
+                 (("experiment", experiment), ("run", run_id), ("batch", batch_id))],
+    }
+    if settings.sagemaker_spot:
+        request["EnableManagedSpotTraining"] = True
+        request["StoppingCondition"]["MaxWaitTimeInSeconds"] = runtime + settings.sagemaker_spot_wait_seconds
+    return request
+
