@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     sagemaker_volume_gb: int = Field(default=30, ge=1)
     sagemaker_deferrable: bool = True
     sagemaker_check_interval: int = Field(default=30, ge=1)
+    # Stream the job's CloudWatch log into the task log (the provider re-describes every 30 s then).
+    sagemaker_print_log: bool = True
     sagemaker_spot: bool = False
     # Spot: how long to wait for capacity on top of the run time (MaxWaitTimeInSeconds - MaxRuntimeInSeconds).
     sagemaker_spot_wait_seconds: int = Field(default=3600, ge=0)

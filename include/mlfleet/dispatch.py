@@ -47,6 +47,7 @@ def sagemaker_jobs(context: dict[str, Any], batches: list[dict[str, Any]], *, se
             "region_name": settings.aws_region,
             "deferrable": settings.sagemaker_deferrable,
             "check_interval": settings.sagemaker_check_interval,
+            "print_log": settings.sagemaker_print_log,
         })
     return jobs
 

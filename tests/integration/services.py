@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -198,3 +199,75 @@ def ask_in_worker(storage: str, study: str, spec_dict: dict[str, Any], n: int, s
     rows = [{"trial_id": t.trial_id, "status": "success", "mean_score": 0.5 + seed / 10 + i / 100}
             for i, t in enumerate(trials)]
     return os.getpid(), [t.optuna_number for t in trials], tuning.tell(opened, rows, trials)
+
+
+# AWS: a moto server (a real HTTP endpoint: the async triggers need one) with the SageMaker runtime
+# stand-in of aws_runtime.py, in its own process.
+
+class AwsEmulator:
+    """Handle on the running emulator: clients, the requests it received, and a hold switch."""
+
+    region = "us-east-1"
+    bucket = "mlfleet-test"
+
+    def __init__(self, endpoint: str, work: Path) -> None:
+        self.endpoint = endpoint
+        self.work = work
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=self.region,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    @property
+    def connection_uri(self) -> str:
+        """`AIRFLOW_CONN_AWS_DEFAULT`: the provider's hooks, operators and triggers all go here."""
+        import json
+
+        return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                           "extra": {"endpoint_url": self.endpoint, "region_name": self.region}})
+
+    def created_training_jobs(self) -> list[dict[str, Any]]:
+        """Every CreateTrainingJob request the emulator received, in order."""
+        import json
+
+        path = self.work / "created.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """New training jobs stay InProgress (not started) until the block ends."""
+        flag = self.work / "hold"
+        flag.touch()
+        try:
+            yield
+        finally:
+            flag.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def aws_emulator() -> Iterator[AwsEmulator]:
+    port = free_port()
+    work = Path(tempfile.mkdtemp(prefix="mlfleet-aws-"))
+    log = work / "server.log"
+    script = Path(__file__).with_name("aws_runtime.py")
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, str(script), "--port", str(port), "--work", str(work)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    emulator = AwsEmulator(f"http://127.0.0.1:{port}", work)
+    try:
+        deadline = time.monotonic() + 60
+        while "ready" not in _tail(log):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"moto server did not start:\n{_tail(log)}", pytrace=False)
+            time.sleep(0.2)
+        emulator.client("s3").create_bucket(Bucket=emulator.bucket)
+        yield emulator
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(work, ignore_errors=True)

@@ -57,6 +57,8 @@ class BatchTrainingJobOperator(SageMakerTrainingOperator):
         self.config["TrainingJobName"] = self.job_name = name
         if description is None:
             super().execute(context)  # creates the job; defers or waits as configured
+            if not self.wait_for_completion:
+                return {"batch_id": self.batch_id, "job_name": name, "status": "InProgress"}
             return self.finish(name)
         status = description["TrainingJobStatus"]
         self.log.info("Re-attaching to existing training job %s (%s).", name, status)

@@ -1,0 +1,116 @@
+"""The SageMaker backend against a moto server whose runtime stand-in really runs the jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+RUN_ID = "20261123T000000-5a6e"
+SPEC = {
+    "name": "iris-sm",
+    "task": "classification",
+    "target": "target",
+    "metric": "accuracy",
+    "dataset": {"builtin": "iris"},
+    "cv": {"folds": 3, "seed": 0},
+    "models": [{"type": "logistic_l1", "params": {"C": [0.1, 1.0]}}],
+    "resources": {"cpu": 2, "memory_gb": 4},
+    "backend": "sagemaker",
+}
+
+
+def one_job(settings, spec=SPEC, run_id=RUN_ID):
+    from mlfleet import dispatch, sweep
+
+    context = sweep.prepare(spec, settings=settings, run_id=run_id)
+    [batch] = sweep.propose(context, round_index=0, settings=settings)
+    [job] = dispatch.sagemaker_jobs(context, [batch], settings=settings)
+    return context, batch, job
+
+
+def operator(job, **overrides):
+    from mlfleet.backends.sagemaker_operator import BatchTrainingJobOperator
+
+    return BatchTrainingJobOperator(task_id="run_sagemaker", **{**job, **overrides})
+
+
+def test_job_runs_and_a_rerun_reattaches_instead_of_starting_a_second(aws, settings) -> None:
+    context, batch, job = one_job(settings)
+    summary = operator(job, deferrable=False).execute({})
+    assert summary["job_name"] == job["config"]["TrainingJobName"]
+    assert summary["trials"] == 2 and summary["failed"] == 0
+    assert summary["billable_seconds"] >= 1
+    rows = json.loads((settings.experiments_dir / "iris-sm" / RUN_ID / "batches" / batch["batch_id"] / "model/results.json").read_text())
+    assert {r["trial_id"] for r in rows} == {t["trial_id"] for t in batch["trials"]}
+    assert all(r["job_name"] == summary["job_name"] for r in rows)
+
+    again = operator(job, deferrable=False).execute({})  # a retry, a cleared task, a restarted scheduler
+    assert again["job_name"] == summary["job_name"]
+    sent = [r for r in aws.created_training_jobs() if r["TrainingJobName"].startswith(summary["job_name"])]
+    assert len(sent) == 1
+    listed = aws.client("sagemaker").list_training_jobs(NameContains=summary["job_name"])["TrainingJobSummaries"]
+    assert len(listed) == 1
+    described = aws.client("sagemaker").describe_training_job(TrainingJobName=summary["job_name"])
+    assert {m["MetricName"] for m in described["FinalMetricDataList"]} == {"fold_score", "mean_score"}
+
+
+def test_deferred_operator_waits_on_the_trigger_against_the_server(aws, settings) -> None:
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    _, batch, job = one_job(settings, run_id="20261123T000001-defe")
+    with aws.hold():
+        with pytest.raises(TaskDeferred) as deferred:
+            operator(job, deferrable=True).execute({})
+        retry = operator(job, deferrable=True)
+        with pytest.raises(TaskDeferred):
+            retry.execute({})  # re-attaches to the held job: defers again, creates nothing
+    trigger = deferred.value.trigger
+
+    async def first_event():
+        async for event in trigger.run():
+            return event.payload
+
+    event = asyncio.run(first_event())
+    assert event["status"] == "success"
+    summary = retry.execute_complete({}, event)
+    assert summary["trials"] == 2
+    assert len([r for r in aws.created_training_jobs() if r["TrainingJobName"] == job["config"]["TrainingJobName"]]) == 1
+
+
+def test_on_kill_stops_the_job_and_the_retry_takes_the_next_attempt_name(aws, settings) -> None:
+    _, _, job = one_job(settings, run_id="20261123T000002-k111")
+    name = job["config"]["TrainingJobName"]
+    client = aws.client("sagemaker")
+    with aws.hold():
+        running = operator(job, wait_for_completion=False, deferrable=False)
+        assert running.execute({})["status"] == "InProgress"
+        running.on_kill()  # the task was marked failed, or timed out
+        assert wait_for_status(client, name) == "Stopped"
+    summary = operator(job, deferrable=False).execute({})
+    assert summary["job_name"] == f"{name}-a2"
+    assert summary["trials"] == 2
+    assert [r["TrainingJobName"] for r in aws.created_training_jobs() if r["TrainingJobName"].startswith(name)] == [name, f"{name}-a2"]
+
+
+def test_failed_job_fails_the_task_with_the_failure_file_reason(aws, settings) -> None:
+    from mlfleet.backends.sagemaker_operator import BatchTrainingJobOperator
+
+    _, _, job = one_job(settings, run_id="20261123T000003-fa11")
+    broken = {**job, "config": {**job["config"], "HyperParameters": {**job["config"]["HyperParameters"], "target": "no_such_column"}}}
+    with pytest.raises(Exception, match=r"no_such_column"):
+        BatchTrainingJobOperator(task_id="run_sagemaker", **{**broken, "deferrable": False}).execute({})
+    status = aws.client("sagemaker").describe_training_job(TrainingJobName=job["config"]["TrainingJobName"])
+    assert status["TrainingJobStatus"] == "Failed"
+    assert "no_such_column" in status["FailureReason"]
+
+
+def wait_for_status(client, name: str, seconds: float = 30) -> str:
+    deadline = time.monotonic() + seconds
+    status = client.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
+    while status in ("InProgress", "Stopping") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = client.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
+    return status
