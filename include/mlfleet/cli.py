@@ -10,6 +10,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -62,6 +63,36 @@ def sweep(
         print(json.dumps(board, indent=2, default=str))
     else:
         _print_leaderboard(board)
+
+
+@app.command()
+def plan(
+    spec: Path = typer.Argument(..., help="experiment spec YAML"),
+    backend: Optional[str] = typer.Option(None, help="local | sagemaker | kubernetes (default: the spec's, else configuration)"),
+    dag_run_id: Optional[str] = typer.Option(None, help="show the names this experiment_sweep run id would use"),
+    as_json: bool = typer.Option(False, "--json", help="print the plan JSON on stdout"),
+) -> None:
+    """Print the batches and the exact request per batch (CreateTrainingJob, pod manifest), sending nothing."""
+    from mlfleet import dispatch
+    from mlfleet.config import get_settings
+    from mlfleet.spec import SpecError
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = dispatch.plan(str(spec), settings=get_settings(), backend=backend, dag_run_id=dag_run_id)
+    except SpecError as err:
+        _err(f"error: {err}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    print(f"{result['experiment']} on {result['backend']}: {result['n_trials']} trials, {result['rounds']} round(s); "
+          f"round 0 in {len(result['batches'])} batch(es)  (run id {result['run_id']})")
+    for batch in result["batches"]:
+        res = batch["resources"]
+        print(f"\n# {batch['batch_id']}: {len(batch['trials'])} trials, ~{batch['predicted_seconds']:.0f} core-s, "
+              f"cpu={res['cpu']:g} memory_gb={res['memory_gb']:g} gpu={res['gpu']}")
+        print(json.dumps(batch["request"], indent=2, default=str))
 
 
 def _print_leaderboard(board: dict, limit: int = 10) -> None:

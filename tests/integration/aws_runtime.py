@@ -189,8 +189,8 @@ def install(runtime: TrainingRuntime) -> None:
                 f"with this name already exists ({self.training_jobs[training_job_name].arn})")
         sent = copy.deepcopy(kwargs["algorithm_specification"])
         with (runtime.work / "created.jsonl").open("a") as log:
-            log.write(json.dumps({"TrainingJobName": training_job_name, **{k: v for k, v in kwargs.items()}},
-                                 default=str) + "\n")
+            request = {"".join(part.title() for part in k.split("_")): v for k, v in kwargs.items() if v is not None}
+            log.write(json.dumps({"TrainingJobName": training_job_name, **request}, default=str) + "\n")
         job = original_create(self, training_job_name=training_job_name, **kwargs)
         job.algorithm_specification = sent  # moto overwrites MetricDefinitions with its own
         job.training_job_status, job.secondary_status = "InProgress", "Starting"
