@@ -114,3 +114,30 @@ def wait_for_status(client, name: str, seconds: float = 30) -> str:
         time.sleep(0.2)
         status = client.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
     return status
+
+
+def test_spot_job_restarted_after_interruption_skips_checkpointed_trials(aws, settings, monkeypatch) -> None:
+    from mlfleet.config import get_settings
+
+    monkeypatch.setenv("MLFLEET_SAGEMAKER_SPOT", "true")
+    context, batch, job = one_job(get_settings(), run_id="20261123T000004-5907")
+    config = job["config"]
+    assert config["EnableManagedSpotTraining"] is True
+    assert config["StoppingCondition"]["MaxWaitTimeInSeconds"] > config["StoppingCondition"]["MaxRuntimeInSeconds"]
+    # The reclaimed instance had finished one trial and SageMaker had synced its checkpoint to S3.
+    done = batch["trials"][0]
+    checkpoint = {"trial_id": done["trial_id"], "model": done["model"], "params": done["params"],
+                  "fold_scores": [0.5, 0.5, 0.5], "mean_score": 0.5, "std_score": 0.0, "fit_seconds": 1234.5,
+                  "status": "success", "error": None}
+    bucket, _, prefix = config["CheckpointConfig"]["S3Uri"].removeprefix("s3://").partition("/")
+    aws.client("s3").put_object(Bucket=bucket, Key=f"{prefix}{done['trial_id']}.json", Body=json.dumps(checkpoint))
+
+    summary = operator(job, deferrable=False).execute({})
+    rows = {r["trial_id"]: r for r in json.loads((settings.experiments_dir / "iris-sm" / "20261123T000004-5907" / "batches"
+                                                   / batch["batch_id"] / "model/results.json").read_text())}
+    assert summary["trials"] == 2
+    assert rows[done["trial_id"]]["fit_seconds"] == 1234.5  # taken from the checkpoint, not run again
+    other = next(t for t in batch["trials"] if t["trial_id"] != done["trial_id"])
+    assert rows[other["trial_id"]]["fit_seconds"] < 100 and len(rows[other["trial_id"]]["fold_scores"]) == 3
+    log = (aws.work / "jobs" / summary["job_name"] / "stdout.log").read_text()
+    assert f"trial={other['trial_id']} mean_score=" in log and f"trial={done['trial_id']} fold=" not in log

@@ -19,7 +19,7 @@ UV = str(Path(sys.executable).parent / "uv")
 pytestmark = pytest.mark.slow
 
 
-def test_entrypoint_runs_in_the_trial_environment(tmp_path: Path) -> None:
+def test_entrypoint_runs_in_the_trial_environment(tmp_path: Path, aws) -> None:
     venv = tmp_path / "trial-venv"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     subprocess.run([UV, "venv", "-q", "-p", sys.executable, str(venv)], check=True, env=env)
@@ -54,3 +54,23 @@ def test_entrypoint_runs_in_the_trial_environment(tmp_path: Path) -> None:
         assert check.returncode != 0, f"{missing} is installed in the trial environment"
     rows = json.loads((root / "model/results.json").read_text())
     assert rows[0]["status"] == "success" and len(rows[0]["fold_scores"]) == 3
+
+    # The pod path in the same environment: channels from S3, checkpoints and results back, XCom file.
+    s3 = aws.client("s3")
+    prefix = f"s3://{aws.bucket}/trial-image-test"
+    s3.upload_file(str(root / "input/data/train/train.parquet"), aws.bucket, "trial-image-test/data/train.parquet")
+    s3.put_object(Bucket=aws.bucket, Key="trial-image-test/batch/config/job.json",
+                  Body=(root / "input/data/config/job.json").read_bytes())
+    pod_env = {**env, "AWS_ENDPOINT_URL": aws.endpoint, "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": aws.region,
+               "MLFLEET_SM_ROOT": str(tmp_path / "pod-opt-ml"), "MLFLEET_XCOM_FILE": str(tmp_path / "xcom/return.json")}
+    hyperparameters = json.loads((root / "input/config/hyperparameters.json").read_text())
+    pod = subprocess.run([python, "-m", "mlfleet.training.entrypoint", "train", "--hyperparameters", json.dumps(hyperparameters),
+                          "--channel", f"train={prefix}/data/", "--channel", f"config={prefix}/batch/config/",
+                          "--output", f"{prefix}/batch/", "--xcom"], capture_output=True, text=True, env=pod_env)
+    assert pod.returncode == 0, pod.stderr[-2000:]
+    xcom = json.loads((tmp_path / "xcom/return.json").read_text())
+    assert xcom["results_uri"] == f"{prefix}/batch/results.json"
+    stored = json.loads(s3.get_object(Bucket=aws.bucket, Key="trial-image-test/batch/results.json")["Body"].read())
+    assert stored == xcom["results"] and stored[0]["fold_scores"] == rows[0]["fold_scores"]
+    assert s3.head_object(Bucket=aws.bucket, Key="trial-image-test/batch/checkpoints/logistic-l1-test.json")
