@@ -116,7 +116,8 @@ class Settings(BaseSettings):
     @field_validator("object_store_uri")
     @classmethod
     def _s3_uri(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("s3://"):
+        # A bucket is required: "s3://" alone would become "s3:" and every key "s3:/datasets/...".
+        if value is not None and (not value.startswith("s3://") or not value[len("s3://"):].split("/")[0]):
             raise ValueError(f"object_store_uri must be an s3://bucket/prefix URI, got {value!r}")
         return value.rstrip("/") if value else value
 

@@ -74,7 +74,7 @@ def pod_arguments(
         "get_logs": True,
         "on_finish_action": "delete_succeeded_pod",
         "startup_timeout_seconds": settings.kubernetes_startup_timeout_seconds,
-        "active_deadline_seconds": int(context["spec"].get("budget", {}).get("timeout_minutes", 60) * 60),
+        "active_deadline_seconds": max(1, round(context["spec"].get("budget", {}).get("timeout_minutes", 60) * 60)),
         "deferrable": settings.kubernetes_deferrable,
     }
 

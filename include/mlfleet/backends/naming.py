@@ -43,10 +43,15 @@ def labels(*, experiment: str, run_id: str, batch_id: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "mlfleet-trial",
         "app.kubernetes.io/part-of": "mlfleet",
-        "mlfleet.io/experiment": experiment[:MAX_NAME],
-        "mlfleet.io/run": run_id[:MAX_NAME],
-        "mlfleet.io/batch": batch_id[:MAX_NAME],
+        "mlfleet.io/experiment": label_value(experiment),
+        "mlfleet.io/run": label_value(run_id),
+        "mlfleet.io/batch": label_value(batch_id),
     }
+
+
+def label_value(value: str) -> str:
+    """At most 63 characters, alphanumeric at both ends: a spec name may be `churn-`, a label value not."""
+    return value[:MAX_NAME].strip("-_.")
 
 
 def label_problems(values: dict[str, str]) -> list[str]:

@@ -56,7 +56,8 @@ def training_job_request(
     root = str(settings.object_store_uri)
     experiment, run_id, batch_id = context["experiment"], context["run_id"], batch["batch_id"]
     where = naming.batch_uri(root, experiment, run_id, batch_id)
-    runtime = int(context["spec"].get("budget", {}).get("timeout_minutes", 60) * 60)
+    # At least a second: the spec allows any positive minutes, the API no runtime under 1 s.
+    runtime = max(1, round(context["spec"].get("budget", {}).get("timeout_minutes", 60) * 60))
     request: dict[str, Any] = {
         "TrainingJobName": naming.job_name(experiment=experiment, run_id=run_id, batch_id=batch_id, attempt=attempt),
         "AlgorithmSpecification": {
