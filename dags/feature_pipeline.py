@@ -4,9 +4,15 @@
 Daily: raw events → offline feature tables → online store, for the run's data interval.
 
 1. **feast_apply** registers the feature repo (a new view file is picked up here).
-2. **compute_features** runs the PySpark feature job through the apache-spark provider's
-   `SparkSubmitOperator` (local mode by default, the same script EMR runs): one date-partitioned
-   table per feature view, and the churn labels; a re-run overwrites its days, never duplicates.
+2. **etl_backend** picks where the PySpark feature job runs, from `MLFLEET_ETL_BACKEND` at run time:
+   - `spark_local` (default): **compute_features**, the apache-spark provider's `SparkSubmitOperator`
+     (local mode);
+   - `emr_serverless`: **emr_job_runs** stages the same script and the feature repo in the object
+     store, and **compute_features_emr** runs them with the Amazon provider's
+     `EmrServerlessStartJobOperator` (deferrable by default).
+
+   Either writes one date-partitioned table per feature view, and the churn labels; a re-run
+   overwrites its days, never duplicates.
 3. **materialize** loads the interval into the online store and updates the `mlfleet_features`
    asset, which schedules `drift_monitor`.
 
@@ -18,6 +24,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timedelta
 
+from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, chain, dag, task
 
@@ -27,6 +34,8 @@ from mlfleet.config import PROJECT_ROOT
 
 FEATURE_JOB = str(PROJECT_ROOT / "include" / "mlfleet" / "etl" / "feature_job.py")
 DATE = {"type": ["null", "string"], "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+# MLFLEET_ETL_BACKEND -> the first task of its path.
+ETL_PATHS = {"spark_local": "job_args", "emr_serverless": "emr_job_runs"}
 
 
 @dag(
@@ -49,21 +58,30 @@ def feature_pipeline():
     def feast_apply():
         return tasks.feast_apply()
 
+    @task.branch
+    def etl_backend():
+        return ETL_PATHS[tasks.etl_backend()]
+
     @task
     def job_args(days):
         return tasks.spark_job_args(days)
 
-    @task(outlets=[FEATURES_ASSET])
+    @task
+    def emr_job_runs(days, run_id=None):
+        return tasks.emr_job_runs(days, run_id)
+
+    @task(outlets=[FEATURES_ASSET], trigger_rule="none_failed_min_one_success")
     def materialize(days, outlet_events=None):
         summary = tasks.materialize(days)
         outlet_events[FEATURES_ASSET].extra = {"start": days["start"], "end": days["end"]}
         return summary
 
     days = interval()
+    spark_args = job_args(days)
     compute = SparkSubmitOperator(
         task_id="compute_features",
         application=FEATURE_JOB,
-        application_args=job_args(days),
+        application_args=spark_args,
         conn_id="spark_local",
         name="mlfleet-features",
         conf={
@@ -72,7 +90,10 @@ def feature_pipeline():
             "spark.ui.enabled": "false",
         },
     )
-    chain(days, feast_apply(), compute, materialize(days))
+    emr_runs = emr_job_runs(days)
+    compute_emr = EmrServerlessStartJobOperator.partial(task_id="compute_features_emr").expand_kwargs(emr_runs)
+    chain(days, feast_apply(), etl_backend(), [spark_args, emr_runs])
+    chain([compute, compute_emr], materialize(days))
 
 
 feature_pipeline()

@@ -119,6 +119,30 @@ def spark_job_args(interval: dict[str, str]) -> list[str]:
     ]
 
 
+def etl_backend() -> str:
+    """Where the feature job runs (MLFLEET_ETL_BACKEND), read when the run gets there."""
+    return get_settings().etl_backend
+
+
+def emr_job_runs(interval: dict[str, str], dag_run_id: str) -> list[dict[str, Any]]:
+    """Stage the feature job and the Feast repo, then the one EmrServerlessStartJobOperator request.
+
+    A list, for `expand_kwargs`: every operator argument then comes from run-time settings. A
+    configuration error fails the task without retries (a retry cannot fix it).
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlfleet.backends import emr
+    from mlfleet.spec import SpecError
+
+    settings = get_settings()
+    try:
+        code = emr.stage_code(settings)
+        return [emr.job_run_request(settings=settings, interval=interval, run_id=dag_run_id, **code)]
+    except SpecError as err:
+        raise AirflowFailException(f"invalid configuration: {err}") from None
+
+
 def materialize(interval: dict[str, str]) -> dict[str, Any]:
     from mlfleet import features
 
