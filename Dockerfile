@@ -1,12 +1,25 @@
 # syntax=docker/dockerfile:1
 # Two targets from one file:
-#   airflow (default): the image Airflow's components run (scheduler, workers, api-server).
+#   airflow (default, the last stage): the image Airflow's components run (scheduler, workers, api-server).
 #   trial:             the training image SageMaker jobs and Kubernetes pods run; its entrypoint
 #                      is mlfleet.training.entrypoint (SageMaker's container contract).
 # Build: docker build -t mlfleet-airflow .            docker build --target trial -t mlfleet-trial .
 
 ARG AIRFLOW_VERSION=3.3.2
 ARG PYTHON_VERSION=3.11
+
+FROM python:${PYTHON_VERSION}-slim AS trial
+# Only what training needs: no Airflow, no Spark, no Feast (the entrypoint imports none of them).
+COPY requirements-trial.txt constraints.txt /opt/mlfleet/
+RUN pip install --no-cache-dir -r /opt/mlfleet/requirements-trial.txt -c /opt/mlfleet/constraints.txt \
+ && pip install --no-cache-dir torch==2.13.0
+COPY pyproject.toml README.md /opt/mlfleet/
+COPY include /opt/mlfleet/include
+RUN pip install --no-cache-dir --no-deps /opt/mlfleet
+# SageMaker runs `docker run <image> train`; the entrypoint takes "train" as its command.
+ENTRYPOINT ["python", "-m", "mlfleet.training.entrypoint"]
+CMD ["train"]
+
 
 FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION} AS airflow
 USER root
@@ -31,16 +44,3 @@ COPY --chown=airflow:0 specs /opt/mlfleet/specs
 ENV MLFLEET_FEATURE_REPO=/opt/mlfleet/feature_repo \
     MLFLEET_HOME=/opt/airflow/mlfleet \
     MLFLOW_DISABLE_TELEMETRY=true
-
-
-FROM python:${PYTHON_VERSION}-slim AS trial
-# Only what training needs: no Airflow, no Spark, no Feast (the entrypoint imports none of them).
-COPY requirements-trial.txt constraints.txt /opt/mlfleet/
-RUN pip install --no-cache-dir -r /opt/mlfleet/requirements-trial.txt -c /opt/mlfleet/constraints.txt \
- && pip install --no-cache-dir torch==2.13.0
-COPY pyproject.toml README.md /opt/mlfleet/
-COPY include /opt/mlfleet/include
-RUN pip install --no-cache-dir --no-deps /opt/mlfleet
-# SageMaker runs `docker run <image> train`; the entrypoint takes "train" as its command.
-ENTRYPOINT ["python", "-m", "mlfleet.training.entrypoint"]
-CMD ["train"]

@@ -27,12 +27,15 @@ class InstanceType(BaseModel):
     gpu: int = Field(default=0, ge=0)
 
 
-# Smallest first: a batch gets the first row that covers its trials' `resources`.
+# Smallest first: a batch gets the first row that covers its trials' `resources`, preferring rows
+# with exactly the GPUs asked for.
 DEFAULT_SAGEMAKER_INSTANCES = [
     InstanceType(instance_type="ml.m5.large", cpu=2, memory_gb=8),
     InstanceType(instance_type="ml.m5.xlarge", cpu=4, memory_gb=16),
     InstanceType(instance_type="ml.m5.2xlarge", cpu=8, memory_gb=32),
     InstanceType(instance_type="ml.m5.4xlarge", cpu=16, memory_gb=64),
+    InstanceType(instance_type="ml.m5.12xlarge", cpu=48, memory_gb=192),
+    InstanceType(instance_type="ml.m5.24xlarge", cpu=96, memory_gb=384),
     InstanceType(instance_type="ml.g5.xlarge", cpu=4, memory_gb=16, gpu=1),
     InstanceType(instance_type="ml.g5.2xlarge", cpu=8, memory_gb=32, gpu=1),
     InstanceType(instance_type="ml.g5.12xlarge", cpu=48, memory_gb=192, gpu=4),
@@ -78,7 +81,8 @@ class Settings(BaseSettings):
     sagemaker_volume_gb: int = Field(default=30, ge=1)
     sagemaker_deferrable: bool = True
     sagemaker_check_interval: int = Field(default=30, ge=1)
-    # Stream the job's CloudWatch log into the task log (the provider re-describes every 30 s then).
+    # Stream the job's CloudWatch log into the task log while a non-deferrable task waits (the
+    # provider re-describes every 30 s then); a deferred task reads it once, when it defers.
     sagemaker_print_log: bool = True
     sagemaker_spot: bool = False
     # Spot: how long to wait for capacity on top of the run time (MaxWaitTimeInSeconds - MaxRuntimeInSeconds).

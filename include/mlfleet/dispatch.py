@@ -48,8 +48,19 @@ def sagemaker_jobs(context: dict[str, Any], batches: list[dict[str, Any]], *, se
             "deferrable": settings.sagemaker_deferrable,
             "check_interval": settings.sagemaker_check_interval,
             "print_log": settings.sagemaker_print_log,
+            # The trigger gives up after max_attempts polls: cover the whole budget (and a spot wait).
+            "max_attempts": waiter_attempts(context, settings),
         })
     return jobs
+
+
+def waiter_attempts(context: dict[str, Any], settings: Settings) -> int:
+    import math
+
+    seconds = context["spec"].get("budget", {}).get("timeout_minutes", 60) * 60
+    if settings.sagemaker_spot:
+        seconds += settings.sagemaker_spot_wait_seconds
+    return math.ceil(seconds / settings.sagemaker_check_interval) + 10  # + queueing and start-up
 
 
 def kubernetes_pods(context: dict[str, Any], batches: list[dict[str, Any]], *, settings: Settings,

@@ -2,10 +2,10 @@
 
 No Kubernetes API server can run on these machines, so KubernetesPodOperator's create/watch is
 not exercised; what is exercised is the pod it builds (`build_pod_request_obj`, the same object
-it would POST): this runs exactly that container's command, args and env, with the two volumes
-the pod has mapped to directories (/opt/ml, an emptyDir the entrypoint works in, and
-/airflow/xcom, KPO's XCom sidecar volume), plus what the cluster injects (AWS credentials and
-endpoint, as IRSA would). It returns what KPO would read from the sidecar.
+it would POST): this runs exactly that container's command, args and env, with two container
+paths mapped to directories (/opt/ml, the container's own working tree, and /airflow/xcom, KPO's
+XCom sidecar volume), plus what the cluster injects (AWS credentials and endpoint, as IRSA
+would). It returns what KPO would read from the sidecar.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def run_pod(manifest: dict[str, Any], *, work: Path, cluster_env: dict[str, str]
         "PATH": os.environ["PATH"], "HOME": str(work),
         **{k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "VIRTUAL_ENV")},
         **cluster_env, **env,
-        # the volumes, mapped to directories (in the pod: /opt/ml and /airflow/xcom)
+        # container paths mapped to directories (in the pod: /opt/ml and the /airflow/xcom volume)
         "MLFLEET_SM_ROOT": str(root), "MLFLEET_XCOM_FILE": str(xcom / "return.json"),
     }
     result = subprocess.run(command, env=process_env, capture_output=True, text=True,

@@ -27,6 +27,7 @@ def check_backend(spec: ExperimentSpec, backend: str, *, settings: Settings, cud
         from mlfleet.backends import sagemaker
 
         sagemaker.check_settings(settings)
+        sagemaker.check_budget(spec.budget.timeout_minutes)
         for i in range(len(spec.models)):
             field = "resources" if spec.models[i].resources is None else f"models[{i}].resources"
             sagemaker.choose_instance(spec.resources_for(i).model_dump(), settings.sagemaker_instance_types, field=field)

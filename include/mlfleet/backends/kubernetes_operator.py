@@ -26,6 +26,19 @@ class BatchPodOperator(KubernetesPodOperator):
         self.results_dir = results_dir
         self.batch_id = batch_id
 
+    def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> k8s.V1Pod:
+        """KPO's pod, named `<name>-t<try>` from the second try on.
+
+        Failed pods are kept for debugging, so a retry needs its own name; the name still comes
+        from the task's identity, and a restarted scheduler re-attaches by KPO's labels.
+        """
+        pod = super().build_pod_request_obj(context, dry_run=dry_run)
+        ti = context.get("ti") if context else None
+        try_number = getattr(ti, "try_number", 1) or 1
+        if try_number > 1:
+            pod.metadata.name = f"{self.name}-t{try_number}"
+        return pod
+
     def execute(self, context: Any) -> dict[str, Any]:
         return self.store(super().execute(context))
 

@@ -19,16 +19,31 @@ CHECKPOINT_PATH = "/opt/ml/checkpoints"
 
 
 def choose_instance(resources: dict[str, Any], table: list[InstanceType], *, field: str = "resources") -> str:
-    """The first (smallest) instance type in the configured table that covers `resources`."""
-    for row in table:
-        if row.cpu >= resources["cpu"] and row.memory_gb >= resources["memory_gb"] and row.gpu >= resources["gpu"]:
-            return row.instance_type
+    """The first (smallest) instance type in the configured table that covers `resources`.
+
+    Rows with exactly the GPUs asked for come first, so a large CPU-only batch does not land on
+    a GPU machine merely because the table has no bigger CPU instance.
+    """
+    covering = [row for row in table if row.cpu >= resources["cpu"] and row.memory_gb >= resources["memory_gb"]
+                and row.gpu >= resources["gpu"]]
+    exact = [row for row in covering if row.gpu == resources["gpu"]]
+    if exact or covering:
+        return (exact or covering)[0].instance_type
     offered = ", ".join(f"{r.instance_type} ({r.cpu:g} cpu, {r.memory_gb:g} GB, {r.gpu} gpu)" for r in table)
     raise SpecError(
         field,
         f"no instance in MLFLEET_SAGEMAKER_INSTANCE_TYPES covers cpu={resources['cpu']:g}, "
         f"memory_gb={resources['memory_gb']:g}, gpu={resources['gpu']}; configured: {offered}",
     )
+
+
+MAX_RUNTIME_SECONDS = 28 * 24 * 3600  # SageMaker's limit on MaxRuntimeInSeconds
+
+
+def check_budget(timeout_minutes: float) -> None:
+    if timeout_minutes * 60 > MAX_RUNTIME_SECONDS:
+        raise SpecError("budget.timeout_minutes", f"{timeout_minutes:g} minutes is over SageMaker's 28-day limit "
+                                                  f"({MAX_RUNTIME_SECONDS // 60} minutes)")
 
 
 def check_settings(settings: Settings) -> None:

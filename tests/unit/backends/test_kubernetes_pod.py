@@ -246,3 +246,24 @@ def test_kubernetes_validate_catches_structure(mutate: Callable[[dict[str, Any]]
     mutate(manifest)
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+
+
+def test_a_retry_gets_its_own_pod_name_and_the_same_identity_labels(k8s_settings: Settings) -> None:
+    """Failed pods are kept for debugging, so try 2 must not collide with try 1's pod name."""
+    from types import SimpleNamespace
+
+    from mlfleet.backends.kubernetes_operator import BatchPodOperator
+
+    arguments = arguments_for(k8s_settings)
+
+    def pod_for(try_number: int):
+        ti = SimpleNamespace(dag_id="experiment_sweep", task_id="round_0.run_kubernetes", map_index=0,
+                             try_number=try_number, run_id="manual__2026-11-23T10:00:00+00:00")
+        operator = BatchPodOperator(task_id="run_kubernetes", results_dir=None, batch_id=None, **arguments)
+        return operator.build_pod_request_obj({"ti": ti, "run_id": ti.run_id, "dag": SimpleNamespace()}, dry_run=True)
+
+    first, second = pod_for(1), pod_for(2)
+    assert first.metadata.name == arguments["name"]
+    assert second.metadata.name == f"{arguments['name']}-t2"
+    assert first.metadata.labels["map_index"] == second.metadata.labels["map_index"] == "0"
+    assert first.metadata.labels["dag_id"] == "experiment_sweep"

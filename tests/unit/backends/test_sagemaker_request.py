@@ -229,7 +229,7 @@ def test_choice_covers_and_no_earlier_row_does(cpu: float, memory_gb: float, gpu
     assert (DEFAULT_SAGEMAKER_INSTANCES[index].gpu > 0) or gpu == 0
 
 
-@pytest.mark.parametrize("resources", [{"cpu": 64, "memory_gb": 2, "gpu": 0}, {"cpu": 1, "memory_gb": 2, "gpu": 8},
+@pytest.mark.parametrize("resources", [{"cpu": 128, "memory_gb": 2, "gpu": 0}, {"cpu": 1, "memory_gb": 2, "gpu": 8},
                                        {"cpu": 1, "memory_gb": 512, "gpu": 0}])
 def test_no_covering_instance_names_the_setting_and_the_table(resources: dict[str, Any]) -> None:
     with pytest.raises(SpecError) as error:
@@ -259,3 +259,22 @@ def test_missing_settings_are_named(missing: str, variable: str, remote_settings
         sagemaker.check_settings(settings)
     with pytest.raises(SpecError, match=variable):
         request_for(settings)
+
+
+def test_a_large_cpu_batch_gets_a_cpu_instance_not_a_bigger_gpu_one() -> None:
+    from mlfleet.config import DEFAULT_SAGEMAKER_INSTANCES
+    from mlfleet.backends.sagemaker import choose_instance
+
+    assert choose_instance({"cpu": 32, "memory_gb": 64, "gpu": 0}, DEFAULT_SAGEMAKER_INSTANCES) == "ml.m5.12xlarge"
+    assert choose_instance({"cpu": 32, "memory_gb": 64, "gpu": 2}, DEFAULT_SAGEMAKER_INSTANCES) == "ml.g5.12xlarge"
+    # no exact GPU count: the smallest row with more GPUs than asked still serves
+    assert choose_instance({"cpu": 4, "memory_gb": 8, "gpu": 3}, DEFAULT_SAGEMAKER_INSTANCES) == "ml.g5.12xlarge"
+
+
+def test_a_budget_over_sagemakers_28_days_is_refused_up_front() -> None:
+    from mlfleet.backends.sagemaker import check_budget
+    from mlfleet.spec import SpecError
+
+    check_budget(28 * 24 * 60)
+    with pytest.raises(SpecError, match=r"budget.timeout_minutes: .*28-day"):
+        check_budget(28 * 24 * 60 + 1)
