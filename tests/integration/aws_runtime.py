@@ -231,8 +231,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     server.start()
     print("ready", flush=True)
-    while not stop.wait(0.5):
-        pass
+    stop.wait()  # a signal handler interrupts the wait and sets the event
     server.stop()
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlfleet.backends import naming
+from mlfleet.backends.object_store import require_root
 from mlfleet.config import Settings
 from mlfleet.spec import SpecError
 
@@ -38,9 +39,7 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 def check_settings(settings: Settings) -> None:
     """What every EMR Serverless request needs from configuration, named when missing or malformed."""
     app, role = settings.emr_application_id, settings.emr_execution_role_arn
-    if not settings.object_store_uri:
-        raise SpecError("etl_backend", "emr_serverless needs an object store: "
-                                       "set MLFLEET_OBJECT_STORE_URI=s3://bucket/prefix")
+    require_root(settings, "emr_serverless", field="etl_backend")
     if not app:
         raise SpecError("etl_backend", "emr_serverless needs an application: set MLFLEET_EMR_APPLICATION_ID "
                                        "(the id `aws emr-serverless list-applications` shows)")

@@ -13,16 +13,15 @@ import json
 from typing import Any
 
 from mlfleet.backends import naming
+from mlfleet.backends.object_store import require_root
 from mlfleet.config import Settings
-from mlfleet.spec import SpecError
 from mlfleet.training.entrypoint import hyperparameters_of
 
 ENTRYPOINT = ["python", "-m", "mlfleet.training.entrypoint"]
 
 
 def check_settings(settings: Settings) -> None:
-    if not settings.object_store_uri:
-        raise SpecError("backend", "kubernetes needs an object store: set MLFLEET_OBJECT_STORE_URI=s3://bucket/prefix")
+    require_root(settings, "kubernetes")
 
 
 def container_resources(resources: dict[str, Any]) -> dict[str, Any]:

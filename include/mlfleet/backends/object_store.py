@@ -21,12 +21,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def require_root(settings: Settings, backend: str) -> str:
-    """The configured object-store root, or an error that names the setting."""
+def require_root(settings: Settings, who: str, *, field: str = "backend") -> str:
+    """The configured object-store root, or an error that names the setting (every remote backend needs one)."""
     from mlfleet.spec import SpecError
 
     if not settings.object_store_uri:
-        raise SpecError("backend", f"{backend} needs an object store: set MLFLEET_OBJECT_STORE_URI=s3://bucket/prefix")
+        raise SpecError(field, f"{who} needs an object store: set MLFLEET_OBJECT_STORE_URI=s3://bucket/prefix")
     return settings.object_store_uri
 
 
@@ -57,8 +57,3 @@ def put_bytes(settings: Settings, data: bytes, uri: str) -> str:
     s3_hook(settings).load_bytes(data, key, bucket_name=bucket, replace=True)
     return uri
 
-
-def get_bytes(settings: Settings, uri: str) -> bytes:
-    bucket, key = split(uri)
-    obj = s3_hook(settings).get_key(key, bucket_name=bucket)
-    return obj.get()["Body"].read()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlfleet.backends import naming
+from mlfleet.backends.object_store import require_root
 from mlfleet.config import InstanceType, Settings
 from mlfleet.spec import SpecError
 from mlfleet.training.entrypoint import METRIC_DEFINITIONS, hyperparameters_of
@@ -48,8 +49,7 @@ def check_budget(timeout_minutes: float) -> None:
 
 def check_settings(settings: Settings) -> None:
     """What every SageMaker request needs from configuration, named when missing."""
-    if not settings.object_store_uri:
-        raise SpecError("backend", "sagemaker needs an object store: set MLFLEET_OBJECT_STORE_URI=s3://bucket/prefix")
+    require_root(settings, "sagemaker")
     if not settings.sagemaker_role_arn:
         raise SpecError("backend", "sagemaker needs an execution role: set MLFLEET_SAGEMAKER_ROLE_ARN=arn:aws:iam::<account>:role/<name>")
 
