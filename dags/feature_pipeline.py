@@ -9,7 +9,8 @@ Daily: raw events → offline feature tables → online store, for the run's dat
      (local mode);
    - `emr_serverless`: **emr_job_runs** stages the same script and the feature repo in the object
      store, and **compute_features_emr** runs them with the Amazon provider's
-     `EmrServerlessStartJobOperator` (deferrable by default).
+     `EmrServerlessStartJobOperator` (deferrable by default). Raw events, the offline tables, the
+     labels and the Feast registry then live in the object store (`MLFLEET_OBJECT_STORE_URI`).
 
    Either writes one date-partitioned table per feature view, and the churn labels; a re-run
    overwrites its days, never duplicates.
@@ -24,12 +25,12 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timedelta
 
-from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, chain, dag, task
 
 from mlfleet import airflow_tasks as tasks
 from mlfleet.airflow_tasks import FEATURES_ASSET
+from mlfleet.backends.emr_operator import FeatureJobRunOperator
 from mlfleet.config import PROJECT_ROOT
 
 FEATURE_JOB = str(PROJECT_ROOT / "include" / "mlfleet" / "etl" / "feature_job.py")
@@ -91,7 +92,7 @@ def feature_pipeline():
         },
     )
     emr_runs = emr_job_runs(days)
-    compute_emr = EmrServerlessStartJobOperator.partial(task_id="compute_features_emr").expand_kwargs(emr_runs)
+    compute_emr = FeatureJobRunOperator.partial(task_id="compute_features_emr").expand_kwargs(emr_runs)
     chain(days, feast_apply(), etl_backend(), [spark_args, emr_runs])
     chain([compute, compute_emr], materialize(days))
 

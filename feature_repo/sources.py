@@ -12,12 +12,13 @@ from feast.types import Float64, String
 
 from entities import customer
 
-HOME = os.environ.get("MLFLEET_HOME", os.path.abspath(".mlfleet"))
-OFFLINE = os.path.join(HOME, "offline")
+# A local directory or an s3:// prefix (mlfleet exports it; see feature_store.yaml).
+ROOT = os.environ.get("MLFLEET_FEATURE_ROOT") or os.environ.get("MLFLEET_HOME") or os.path.abspath(".mlfleet")
+OFFLINE = f"{ROOT.rstrip('/')}/offline"
 
 raw_events = FileSource(
     name="raw_events",
-    path=os.path.join(HOME, "raw", "events"),
+    path=f"{ROOT.rstrip('/')}/raw/events",
     timestamp_field="event_timestamp",
     description="Raw purchase events, one Parquet partition per event_date.",
 )
@@ -36,4 +37,4 @@ events = FeatureView(
 
 def offline_table(name: str) -> FileSource:
     """Where the ETL writes a view's daily partitions (`feature_date=YYYY-MM-DD`)."""
-    return FileSource(name=f"{name}_table", path=os.path.join(OFFLINE, name), timestamp_field="event_timestamp")
+    return FileSource(name=f"{name}_table", path=f"{OFFLINE}/{name}", timestamp_field="event_timestamp")

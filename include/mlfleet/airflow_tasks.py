@@ -109,14 +109,11 @@ def feast_apply() -> list[str]:
 
 
 def spark_job_args(interval: dict[str, str]) -> list[str]:
+    from mlfleet.etl.arguments import feature_job_arguments
+
     settings = get_settings()
-    return [
-        "--start", interval["start"], "--end", interval["end"],
-        "--raw", str(settings.raw_events_dir), "--offline", str(settings.offline_dir),
-        "--feature-repo", str(settings.feature_repo), "--home", str(settings.home_dir),
-        "--lookback-days", str(settings.etl_lookback_days),
-        "--churn-horizon-days", str(settings.churn_horizon_days),
-    ]
+    return feature_job_arguments(settings, interval, feature_repo=str(settings.feature_repo),
+                                 home=str(settings.home_dir))
 
 
 def etl_backend() -> str:

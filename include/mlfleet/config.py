@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     # Extra spark-submit parameters for EMR (e.g. the Python environment archive with Feast).
     emr_spark_submit_parameters: str = ""
     emr_deferrable: bool = True
+    # How often the operator (or its trigger) asks EMR Serverless whether the job run has ended.
+    emr_check_interval: int = Field(default=30, ge=1)
 
     # Local Airflow (`mlfleet up`)
     airflow_port: int = 8080
@@ -130,16 +132,28 @@ class Settings(BaseSettings):
         return self.home.expanduser().resolve()
 
     @property
+    def feature_root(self) -> str:
+        """Where feature data lives: raw events, offline tables, labels and the Feast registry.
+
+        MLFLEET_HOME with local Spark; the object store when the ETL runs on EMR Serverless, which
+        cannot write to a worker's disk (its check_settings names the missing object store).
+        """
+        if self.etl_backend == "emr_serverless" and self.object_store_uri:
+            return self.object_store_uri
+        return str(self.home_dir)
+
+    @property
+    def labels_uri(self) -> str:
+        """The churn labels the feature job writes: the entity rows training sets start from."""
+        return f"{self.feature_root}/offline/labels"
+
+    @property
     def raw_events_dir(self) -> Path:
         return self.home_dir / "raw" / "events"
 
     @property
     def offline_dir(self) -> Path:
         return self.home_dir / "offline"
-
-    @property
-    def labels_dir(self) -> Path:
-        return self.offline_dir / "labels"
 
     @property
     def experiments_dir(self) -> Path:
@@ -175,8 +189,14 @@ class Settings(BaseSettings):
 
 
 def get_settings() -> Settings:
-    """Read settings now (not at import), and export MLFLEET_HOME absolute for Feast's YAML."""
+    """Read settings now (not at import), and export what the Feast repo's YAML and sources expand."""
     settings = Settings()
     settings.home_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["MLFLEET_HOME"] = str(settings.home_dir)
+    export_feature_env(settings)
     return settings
+
+
+def export_feature_env(settings: Settings) -> None:
+    """MLFLEET_HOME (the online store) and MLFLEET_FEATURE_ROOT (registry, sources), absolute."""
+    os.environ["MLFLEET_HOME"] = str(settings.home_dir)
+    os.environ["MLFLEET_FEATURE_ROOT"] = settings.feature_root

@@ -7,12 +7,12 @@ from the Feast registry, so a new view file flows through without code changes h
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
+from mlfleet import feature_storage
 from mlfleet.config import Settings
 
 ENTITY_TIMESTAMP = "event_timestamp"
@@ -33,10 +33,10 @@ def _repo_on_path(repo: Path) -> Iterator[None]:
 
 
 def store(settings: Settings) -> Any:
-    """A FeatureStore on the configured repo, with MLFLEET_HOME exported for its YAML."""
+    """A FeatureStore on the configured repo, its feature root (local or S3) made reachable first."""
     from feast import FeatureStore
 
-    os.environ["MLFLEET_HOME"] = str(settings.home_dir)
+    feature_storage.connect(settings)
     return FeatureStore(repo_path=str(settings.feature_repo))
 
 
@@ -45,9 +45,9 @@ def apply(settings: Settings) -> list[str]:
     from feast.repo_config import load_repo_config
     from feast.repo_operations import apply_total
 
-    os.environ["MLFLEET_HOME"] = str(settings.home_dir)
+    feature_storage.connect(settings)
     repo = settings.feature_repo
-    (settings.home_dir / "feast").mkdir(parents=True, exist_ok=True)
+    (settings.home_dir / "feast").mkdir(parents=True, exist_ok=True)  # the online store, always local
     config = load_repo_config(repo, repo / "feature_store.yaml")
     with _repo_on_path(repo):
         apply_total(config, repo, skip_source_validation=True)
@@ -71,13 +71,13 @@ def materialize(settings: Settings, *, start: datetime, end: datetime) -> dict[s
     fs = store(settings)
     written: dict[str, int] = {}
     for view in online_views(fs):
-        path = Path(view.batch_source.path)
-        if not path.is_dir():
+        path = view.batch_source.path
+        if not feature_storage.parquet_files(path):
             raise FileNotFoundError(f"feature view {view.name}: no offline table at {path}; run the feature job first")
         ts = view.batch_source.timestamp_field
         # Prune partitions by day first (a day's rows are stamped at the next midnight), then exact.
         first, last = (start - timedelta(days=1)).date().isoformat(), end.date().isoformat()
-        frame = pd.read_parquet(path, filters=[("feature_date", ">=", first), ("feature_date", "<=", last)])
+        frame = feature_storage.read_parquet(path, filters=[("feature_date", ">=", first), ("feature_date", "<=", last)])
         stamps = pd.to_datetime(frame[ts], utc=True)
         frame = frame[(stamps >= pd.Timestamp(start)) & (stamps < pd.Timestamp(end))]
         frame = frame.drop(columns=["feature_date"]).assign(**{ts: stamps})
@@ -120,10 +120,11 @@ def read_labels(settings: Settings) -> Any:
     """The labelled entity rows the ETL wrote (customer_id, event_timestamp, labels)."""
     import pandas as pd
 
-    path = settings.labels_dir
-    if not path.is_dir() or not any(path.rglob("*.parquet")):
+    path = settings.labels_uri
+    feature_storage.connect(settings)
+    if not feature_storage.parquet_files(path):
         raise FileNotFoundError(f"no labels under {path}; run the feature_pipeline DAG (or `mlfleet demo`) first")
-    frame = pd.read_parquet(path)
+    frame = feature_storage.read_parquet(path)
     frame = frame.drop(columns=[c for c in ("snapshot_date",) if c in frame.columns])
     frame[ENTITY_TIMESTAMP] = pd.to_datetime(frame[ENTITY_TIMESTAMP], utc=True)
     return frame
@@ -141,7 +142,7 @@ def recent_features(settings: Settings, *, features: list[str], days: int) -> An
         wanted = [f.name for f in view.features if f.name in features]
         if not wanted:
             continue
-        table = pd.read_parquet(view.batch_source.path, columns=[*wanted, "feature_date"])
+        table = feature_storage.read_parquet(view.batch_source.path, columns=[*wanted, "feature_date"])
         stamp = pd.to_datetime(table["feature_date"].astype(str))
         recent = table[stamp > stamp.max() - pd.Timedelta(days=days)]
         columns.update({name: recent[name].astype("float64").reset_index(drop=True) for name in wanted})

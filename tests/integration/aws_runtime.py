@@ -1,4 +1,6 @@
-"""A moto server with a stand-in for SageMaker's runtime, run as its own process by the tests.
+"""A moto server with stand-ins for SageMaker's and EMR Serverless' runtimes, run as its own process.
+
+(EMR Serverless: emr_runtime.py, installed by `main`.)
 
 moto records a CreateTrainingJob and calls it Completed at once; nothing runs. This stand-in does
 what the service would do with exactly the request it received: stage the hyperparameters and
@@ -223,8 +225,11 @@ def main() -> None:
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     from moto.server import ThreadedMotoServer
 
-    runtime = TrainingRuntime(work=args.work, endpoint=f"http://127.0.0.1:{args.port}")
-    install(runtime)
+    endpoint = f"http://127.0.0.1:{args.port}"
+    install(TrainingRuntime(work=args.work, endpoint=endpoint))
+    import emr_runtime  # beside this file: EMR Serverless job runs run the feature job for real
+
+    emr_runtime.install(emr_runtime.JobRunRuntime(work=args.work, endpoint=endpoint))
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,40 +1,92 @@
-"""The feature job on EMR Serverless, by configuration only, against a moto server.
+"""The feature job on EMR Serverless, by configuration only, against a moto server that runs it.
 
-moto does not run Spark: StartJobRun records the request and reports the job run SUCCESS at once,
-and nothing is written to the offline zone. So these tests check what reaches the service (the
-staged script byte for byte, the StartJobRun request the operator sends, the operator's sync and
-deferrable waits) and where the DAG routes a run; they never claim the features were computed.
-The Spark side is the same script the local path runs for real (test_feature_view_flow.py).
+moto only records a StartJobRun; the stand-in of emr_runtime.py runs exactly the request received
+(the staged script, the unpacked repo zip, the arguments unchanged) under spark-submit, with S3
+reached through Hadoop's ViewFs over a mirror synced with the server. So these tests check what
+reaches the service and also what the job does with it: the registry Feast applied to S3, the
+offline tables it writes there, and that materialize and training sets read them back, giving the
+same features as the local Spark path on the same raw events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
+import pandas as pd
 import pytest
 
 from mlfleet.backends import emr
 
+pytestmark = pytest.mark.slow
+
 DAY = {"start": "2026-09-01", "end": "2026-09-01"}
+RAW_START, RAW_DAYS = "2026-08-01", 42  # through 2026-09-11
 RUN_ID = "scheduled__2026-09-01T00:00:00+00:00"
 ROLE = "arn:aws:iam::123456789012:role/mlfleet-emr"
 VENV = ("--conf spark.archives=s3://mlfleet-test/envs/pyspark_venv.tar.gz#environment "
         "--conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON=./environment/bin/python")
 
 
+@pytest.fixture(autouse=True)
+def restore_environment() -> Iterator[None]:
+    """Feast's settings and the AWS connection are exported to os.environ; undo that after each test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def application(aws, mlfleet_home, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh EMR Serverless application (boto3: the provider's create operator waits for a
-    CREATED state moto never reports), and the settings that select it."""
+    CREATED state moto never reports), and the settings that select it, on a prefix of its own."""
     created = aws.client("emr-serverless").create_application(
         name=f"mlfleet-{uuid.uuid4().hex[:8]}", releaseLabel="emr-7.5.0", type="SPARK")
     for name, value in {"MLFLEET_ETL_BACKEND": "emr_serverless", "MLFLEET_EMR_APPLICATION_ID": created["applicationId"],
-                        "MLFLEET_EMR_EXECUTION_ROLE_ARN": ROLE, "MLFLEET_EMR_SPARK_SUBMIT_PARAMETERS": VENV}.items():
+                        "MLFLEET_EMR_EXECUTION_ROLE_ARN": ROLE, "MLFLEET_EMR_SPARK_SUBMIT_PARAMETERS": VENV,
+                        "MLFLEET_EMR_CHECK_INTERVAL": "2",
+                        "MLFLEET_OBJECT_STORE_URI": f"s3://{aws.bucket}/emr-{uuid.uuid4().hex[:8]}"}.items():
         monkeypatch.setenv(name, value)
     return created["applicationId"]
+
+
+def write_raw_events(root: Path) -> Path:
+    """The same small raw zone for every test (60 customers, 42 days), hive-partitioned under `root`."""
+    from mlfleet import events
+
+    raw = events.generate_events(customers=60, start=pd.Timestamp(RAW_START).date(), days=RAW_DAYS, seed=3)
+    events.write_raw_zone(raw, root)
+    return root
+
+
+def upload_raw_events(aws, settings: Any, local: Path) -> tuple[str, str]:
+    """Raw events land in the object store's raw zone (upstream's job in production)."""
+    bucket, _, prefix = settings.object_store_uri.removeprefix("s3://").partition("/")
+    for path in sorted(local.rglob("*.parquet")):
+        aws.client("s3").upload_file(str(path), bucket, f"{prefix}/raw/events/{path.relative_to(local).as_posix()}")
+    return bucket, prefix
+
+
+@pytest.fixture
+def emr_ready(aws, application, mlfleet_home) -> dict[str, Any]:
+    """What the DAG does before the job runs: raw events in the object store, the repo applied."""
+    from mlfleet import features
+    from mlfleet.config import get_settings
+
+    settings = get_settings()
+    bucket, prefix = upload_raw_events(aws, settings, write_raw_events(mlfleet_home / "upload"))
+    features.apply(settings)
+    return {"settings": settings, "bucket": bucket, "prefix": prefix}
+
+
+def keys(aws, bucket: str, prefix: str) -> list[str]:
+    pages = aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
 
 class TaskInstanceStub:
@@ -57,9 +109,9 @@ def build_request(run_id: str = RUN_ID) -> dict[str, Any]:
 
 def operator(request: dict[str, Any], **overrides: Any) -> Any:
     """The provider's operator as the DAG builds it, recording the StartJobRun parameters it sends."""
-    from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
+    from mlfleet.backends.emr_operator import FeatureJobRunOperator
 
-    op = EmrServerlessStartJobOperator(task_id="compute_features_emr", **{**request, **overrides})
+    op = FeatureJobRunOperator(task_id="compute_features_emr", **{**request, **overrides})
     op.sent = []
     op.hook.conn.meta.events.register("provide-client-params.emr-serverless.StartJobRun",
                                       lambda params, **_: op.sent.append(params))
@@ -79,9 +131,9 @@ def job_runs(aws, application: str) -> list[dict[str, Any]]:
             for run in client.list_job_runs(applicationId=application)["jobRuns"]]
 
 
-def assert_received(run: dict[str, Any], request: dict[str, Any]) -> None:
+def assert_received(run: dict[str, Any], request: dict[str, Any], state: str = "SUCCESS") -> None:
     """The service's record of the job run is the request that was built."""
-    assert run["state"] == "SUCCESS"
+    assert run["state"] == state, run.get("stateDetails")
     assert run["name"] == request["name"]
     assert run["executionRole"] == request["execution_role_arn"]
     assert run["jobDriver"] == request["job_driver"]
@@ -113,7 +165,10 @@ def test_staged_code_is_the_unchanged_script_and_the_repo_zip(aws, application) 
     assert after == before
 
 
-def test_operator_sends_exactly_the_built_request_and_waits(aws, application) -> None:
+def test_operator_runs_the_built_request_and_a_retry_reattaches(aws, emr_ready, application) -> None:
+    """The operator sends exactly the request built, waits while the job runs, and the job writes
+    each view's day to the offline zone on S3. A retried task rebuilds the same request, client
+    token included, and the service answers it with the job run it already started."""
     request = build_request()
     assert request["application_id"] == application and request["deferrable"] is True  # the setting's default
     op = operator(request, deferrable=False)
@@ -125,41 +180,43 @@ def test_operator_sends_exactly_the_built_request_and_waits(aws, application) ->
     assert run["jobRunId"] == job_id
     assert_received(run, request)
     spark = run["jobDriver"]["sparkSubmit"]
-    assert spark["entryPoint"] == request["job_driver"]["sparkSubmit"]["entryPoint"]
     arguments = spark["entryPointArguments"]
-    assert arguments[arguments.index("--raw") + 1] == "s3://mlfleet-test/mlfleet/raw/events"
-    assert spark["sparkSubmitParameters"].startswith("--conf spark.archives=s3://mlfleet-test/mlfleet/code/")
+    root = emr_ready["settings"].object_store_uri
+    assert arguments[arguments.index("--raw") + 1] == f"{root}/raw/events"
+    assert arguments[arguments.index("--feature-root") + 1] == root
+    assert spark["sparkSubmitParameters"].startswith(f"--conf spark.archives={root}/code/")
     assert "#feature_repo,s3://mlfleet-test/envs/pyspark_venv.tar.gz#environment " in spark["sparkSubmitParameters"]
-    assert ti.xcom["emr_serverless_s3_logs"]["log_uri"] == "s3://mlfleet-test/mlfleet/logs/emr/"
+    assert ti.xcom["emr_serverless_s3_logs"]["log_uri"] == f"{root}/logs/emr/"
 
+    bucket, prefix = emr_ready["bucket"], emr_ready["prefix"]
+    written = keys(aws, bucket, f"{prefix}/offline/")
+    for view in ("customer_spend", "customer_channels"):
+        day = [k for k in written if k.startswith(f"{prefix}/offline/{view}/feature_date=2026-09-01/")]
+        assert any(k.endswith(".parquet") for k in day), written
+    assert keys(aws, bucket, f"{prefix}/logs/emr/applications/{application}/jobs/{job_id}/SPARK_DRIVER/")
 
-def test_a_retry_sends_the_same_client_token(aws, application) -> None:
-    """A retried task rebuilds the same request, token included, so the service can answer it with
-    the job run it already started. moto does not implement clientToken idempotency: it records a
-    second run. That is asserted as moto's behaviour, not as ours."""
-    first = build_request()
-    op = operator(first, deferrable=False)
-    op.execute({"ti": TaskInstanceStub()})
     retry = build_request()
-    assert retry == first
+    assert retry == request
     again = operator(retry, deferrable=False)
-    again.execute({"ti": TaskInstanceStub()})
-    assert again.sent == op.sent == [expected_params(first)]
-
-    runs = job_runs(aws, application)
-    assert len(runs) == 2, "moto now deduplicates by clientToken: assert a single job run here"
-    for run in runs:
-        assert_received(run, first)
+    assert again.execute({"ti": TaskInstanceStub()}) == job_id
+    assert again.sent == op.sent
+    assert len(job_runs(aws, application)) == 1
 
     backfill = build_request(run_id="manual__2026-09-20T08:00:00+00:00")  # the same days, a new DAG run
-    assert backfill["client_request_token"] != first["client_request_token"]
+    assert backfill["client_request_token"] != request["client_request_token"]
     assert {k: v for k, v in backfill.items() if k != "client_request_token"} == \
-           {k: v for k, v in first.items() if k != "client_request_token"}
+           {k: v for k, v in request.items() if k != "client_request_token"}
 
 
-def test_deferrable_operator_waits_on_the_trigger_against_the_server(aws, application) -> None:
-    from airflow.providers.common.compat.sdk import TaskDeferred
+def test_deferred_operator_reports_the_failed_job_run_through_the_trigger(aws, application) -> None:
+    """No raw events on S3: the job run fails on the service. The deferred operator's trigger polls
+    the server until then, and the task fails with the service's reason."""
+    from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
 
+    from mlfleet import features
+    from mlfleet.config import get_settings
+
+    features.apply(get_settings())
     request = build_request(run_id="manual__2026-09-01T12:00:00+00:00")
     op = operator(request)
     with pytest.raises(TaskDeferred) as deferred:
@@ -172,11 +229,19 @@ def test_deferrable_operator_waits_on_the_trigger_against_the_server(aws, applic
         return [event.payload async for event in trigger.run()]  # to its end, as the triggerer would
 
     [event] = asyncio.run(events())
-    assert event["status"] == "success"
-    job_id = op.execute_complete({}, event)
+    assert event["status"] != "success", event
     [run] = job_runs(aws, application)
-    assert run["jobRunId"] == job_id
-    assert_received(run, request)
+    assert_received(run, request, state="FAILED")
+    assert "PATH_NOT_FOUND" in run["stateDetails"] and "/raw/events" in run["stateDetails"]
+    # The provider's own execute_complete dies on the event it gets (amazon 9.39.0); when this stops
+    # raising KeyError, FeatureJobRunOperator can go.
+    from airflow.providers.amazon.aws.operators.emr import EmrServerlessStartJobOperator
+
+    with pytest.raises(KeyError, match="job_details"):
+        EmrServerlessStartJobOperator.execute_complete(op, {}, event)
+    # Ours fails the task with the service's reason.
+    with pytest.raises(AirflowException, match=r"^Serverless Job failed: FAILED - .*PATH_NOT_FOUND"):
+        op.execute_complete({}, event)
 
 
 def test_missing_application_fails_before_anything_is_staged(aws, mlfleet_home, monkeypatch) -> None:
@@ -220,22 +285,69 @@ def feature_dag(airflow_db) -> Any:
     return dags["feature_pipeline"]
 
 
-def test_dag_routes_a_run_to_emr_serverless_by_configuration(aws, application, feature_dag) -> None:
-    """The run goes to EmrServerlessStartJobOperator (deferred, the trigger run in-process by
-    dag.test) and skips SparkSubmit. The run is cut after the compute tasks: materialize would
-    read offline tables that the real EMR job writes and moto's never does."""
-    materialize = feature_dag.get_task("materialize")
-    assert materialize.trigger_rule == "none_failed_min_one_success"
-    assert {"compute_features", "compute_features_emr"} <= materialize.upstream_task_ids
+def sorted_frame(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    frame = frame.assign(**{c: frame[c].astype(str) for c in frame.columns if str(frame[c].dtype) == "category"})
+    return frame.sort_values(by).reset_index(drop=True)[sorted(frame.columns)]
 
-    states = run_until(feature_dag, ["compute_features", "compute_features_emr"], DAY)
+
+def feature_outputs(settings: Any) -> dict[str, pd.DataFrame]:
+    """What the pipeline leaves for training and serving, read back through the feature root."""
+    from mlfleet import feature_storage, features
+
+    fs = features.store(settings)
+    out = {}
+    for view in features.online_views(fs):
+        out[view.name] = sorted_frame(feature_storage.read_parquet(view.batch_source.path),
+                                      ["customer_id", "feature_date"])
+    labels = features.read_labels(settings)
+    out["labels"] = sorted_frame(labels, ["event_timestamp", "customer_id"])
+    names = [f"{v.name}:{f.name}" for v in features.online_views(fs) for f in v.features]
+    online = fs.get_online_features(features=names, entity_rows=[{"customer_id": c} for c in range(1, 61)])
+    out["online"] = sorted_frame(online.to_df(), ["customer_id"])
+    entity_df = labels[["customer_id", "event_timestamp", "churned"]]
+    out["training_set"] = sorted_frame(features.training_set(settings, "churn_v1", entity_df=entity_df),
+                                       ["event_timestamp", "customer_id"])
+    return out
+
+
+def test_feature_pipeline_on_emr_gives_what_local_spark_gives(aws, application, feature_dag, tmp_path,
+                                                             monkeypatch) -> None:
+    """The whole DAG, once with local Spark and once on EMR Serverless (deferred: dag.test runs the
+    trigger against the server), over the same raw events and days. On EMR the Feast registry and
+    every table live on S3 and nothing is written under the worker's offline zone, yet the
+    offline tables, labels, online features and a point-in-time training set are the same."""
+    from mlfleet import feature_storage
+    from mlfleet.config import get_settings
+
+    conf = {"start": RAW_START, "end": "2026-09-11"}
+    local_home = tmp_path / "local"
+    monkeypatch.setenv("MLFLEET_HOME", str(local_home))
+    monkeypatch.setenv("MLFLEET_ETL_BACKEND", "spark_local")
+    write_raw_events(local_home / "raw" / "events")
+    states = run_until(feature_dag, ["materialize"], conf)
+    assert states["compute_features"] == "success" and states["compute_features_emr"] == "skipped", states
+    local = feature_outputs(get_settings())
+
+    emr_home = tmp_path / "emr"
+    monkeypatch.setenv("MLFLEET_HOME", str(emr_home))
+    monkeypatch.setenv("MLFLEET_ETL_BACKEND", "emr_serverless")
+    settings = get_settings()
+    bucket, prefix = upload_raw_events(aws, settings, write_raw_events(tmp_path / "upload"))
+    states = run_until(feature_dag, ["materialize"], conf)
     assert states == {"interval": "success", "feast_apply": "success", "etl_backend": "success",
-                      "job_args": "skipped", "compute_features": "skipped",
-                      "emr_job_runs": "success", "compute_features_emr": "success"}
+                      "job_args": "skipped", "compute_features": "skipped", "emr_job_runs": "success",
+                      "compute_features_emr": "success", "materialize": "success"}
     [run] = job_runs(aws, application)
-    assert run["name"] == "mlfleet-features-2026-09-01-2026-09-01"
-    arguments = run["jobDriver"]["sparkSubmit"]["entryPointArguments"]
-    assert arguments[:4] == ["--start", "2026-09-01", "--end", "2026-09-01"]
+    assert run["state"] == "SUCCESS" and run["name"] == f"mlfleet-features-{RAW_START}-2026-09-11"
+
+    assert keys(aws, bucket, f"{prefix}/feast/registry.db") == [f"{prefix}/feast/registry.db"]
+    assert not (emr_home / "feast" / "registry.db").exists() and not (emr_home / "offline").exists()
+    assert feature_storage.parquet_files(f"{settings.object_store_uri}/offline/customer_spend")
+    remote = feature_outputs(settings)
+    assert remote.keys() == local.keys()
+    for name, frame in local.items():
+        assert len(frame) > 0, name
+        pd.testing.assert_frame_equal(remote[name], frame, obj=name)
 
 
 def test_dag_keeps_the_local_spark_path_by_default(mlfleet_home, feature_dag, monkeypatch) -> None:

@@ -21,14 +21,14 @@ from typing import Any
 from mlfleet.backends import naming
 from mlfleet.backends.object_store import require_root
 from mlfleet.config import Settings
+from mlfleet.etl.arguments import feature_job_arguments
 from mlfleet.spec import SpecError
 
 FEATURE_JOB = Path(__file__).resolve().parents[1] / "etl" / "feature_job.py"
 # `--feature-repo` on the cluster: the directory spark.archives unpacks the repo zip into.
 REPO_DIR = "feature_repo"
 REPO_ARCHIVE = "feature_repo.zip"
-# The provider's waiter: how often to poll, and how long a feature job may run before the task fails.
-CHECK_INTERVAL_SECONDS = 30
+# How long a feature job may run before the provider's waiter gives up and the task fails.
 MAX_WAIT_SECONDS = 6 * 3600
 # Every entry of the repo zip gets this timestamp, so the same files always give the same bytes.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -40,6 +40,10 @@ def check_settings(settings: Settings) -> None:
     """What every EMR Serverless request needs from configuration, named when missing or malformed."""
     app, role = settings.emr_application_id, settings.emr_execution_role_arn
     require_root(settings, "emr_serverless", field="etl_backend")
+    if settings.etl_backend != "emr_serverless":
+        # The job's paths follow the feature root, which is the object store only on this backend.
+        raise SpecError("etl_backend", f"EMR Serverless requests need MLFLEET_ETL_BACKEND=emr_serverless, "
+                                       f"not {settings.etl_backend!r}")
     if not app:
         raise SpecError("etl_backend", "emr_serverless needs an application: set MLFLEET_EMR_APPLICATION_ID "
                                        "(the id `aws emr-serverless list-applications` shows)")
@@ -68,19 +72,6 @@ def job_name(interval: dict[str, str]) -> str:
     """`mlfleet-features-<start>-<end>`: what the job run is called in the EMR console."""
     start, end = _days(interval)
     return f"mlfleet-features-{start}-{end}"
-
-
-def entry_point_arguments(settings: Settings, interval: dict[str, str]) -> list[str]:
-    """`spark_job_args`' flags with the object store in place of MLFLEET_HOME."""
-    root = str(settings.object_store_uri)
-    start, end = _days(interval)
-    return [
-        "--start", start, "--end", end,
-        "--raw", f"{root}/raw/events", "--offline", f"{root}/offline",
-        "--feature-repo", REPO_DIR, "--home", root,
-        "--lookback-days", str(settings.etl_lookback_days),
-        "--churn-horizon-days", str(settings.churn_horizon_days),
-    ]
 
 
 def spark_submit_parameters(repo_uri: str, extra: str) -> str:
@@ -133,7 +124,8 @@ def job_run_request(
         "execution_role_arn": settings.emr_execution_role_arn,
         "job_driver": {"sparkSubmit": {
             "entryPoint": script_uri,
-            "entryPointArguments": entry_point_arguments(settings, interval),
+            "entryPointArguments": feature_job_arguments(settings, {"start": start, "end": end},
+                                                         feature_repo=REPO_DIR),
             "sparkSubmitParameters": spark_submit_parameters(repo_uri, settings.emr_spark_submit_parameters),
         }},
         "configuration_overrides": {
@@ -149,8 +141,8 @@ def job_run_request(
         "region_name": settings.aws_region,
         "deferrable": settings.emr_deferrable,
         "wait_for_completion": True,
-        "waiter_delay": CHECK_INTERVAL_SECONDS,
-        "waiter_max_attempts": MAX_WAIT_SECONDS // CHECK_INTERVAL_SECONDS,
+        "waiter_delay": settings.emr_check_interval,
+        "waiter_max_attempts": -(-MAX_WAIT_SECONDS // settings.emr_check_interval),
     }
 
 

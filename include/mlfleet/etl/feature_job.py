@@ -6,8 +6,9 @@ production) with the interval to compute:
     spark-submit feature_job.py --start 2026-09-01 --end 2026-09-01 \
         --raw .../raw/events --offline .../offline --feature-repo feature_repo
 
-The feature views come from the Feast registry: every BatchFeatureView derived from the raw
-`events` view is computed by its own transformation, so a new view file needs no change here.
+The feature views come from the Feast registry (a file, or an s3:// object on EMR): every
+BatchFeatureView derived from the raw `events` view is computed by its own transformation and
+written to its own source's path, so a new view file needs no change here.
 Each run overwrites exactly the partitions of its interval (dynamic partition overwrite), so a
 re-run of the same day replaces that day and never duplicates it. The churn labels (the entity
 rows training sets are built from) are written alongside, as `labels/snapshot_date=...`.
@@ -35,6 +36,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--offline", required=True, help="offline feature zone root")
     parser.add_argument("--feature-repo", required=True, help="Feast repo (feature_store.yaml)")
     parser.add_argument("--home", help="MLFLEET_HOME the repo's feature_store.yaml expands (default: inherited)")
+    parser.add_argument("--feature-root", help="MLFLEET_FEATURE_ROOT the repo expands: where its registry and "
+                                               "tables live, a directory or s3:// prefix (default: inherited)")
     parser.add_argument("--lookback-days", type=int, default=28)
     parser.add_argument("--churn-horizon-days", type=int, default=14)
     parser.add_argument("--label-every-days", type=int, default=7,
@@ -134,6 +137,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     spark.sparkContext.setLogLevel("WARN")
     if args.home:
         os.environ["MLFLEET_HOME"] = args.home
+    if args.feature_root:
+        os.environ["MLFLEET_FEATURE_ROOT"] = args.feature_root
     only = {v for v in args.views.split(",") if v}
     views = derived_views(args.feature_repo, only)
     lookback = max([args.lookback_days] + [int(v.tags.get("lookback_days", 0)) for v in views])

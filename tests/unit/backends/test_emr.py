@@ -63,7 +63,7 @@ def test_request_snapshot() -> None:
             "entryPointArguments": [
                 "--start", "2026-09-01", "--end", "2026-09-01",
                 "--raw", f"{ROOT}/raw/events", "--offline", f"{ROOT}/offline",
-                "--feature-repo", "feature_repo", "--home", ROOT,
+                "--feature-repo", "feature_repo", "--feature-root", ROOT,
                 "--lookback-days", "28", "--churn-horizon-days", "14",
             ],
             "sparkSubmitParameters": (
@@ -113,20 +113,35 @@ def test_entry_point_arguments_parse_with_the_unchanged_script() -> None:
     arguments = request_for(interval={"start": "2026-08-01", "end": "2026-09-11"})["job_driver"]["sparkSubmit"]
     args = feature_job.parse_args(arguments["entryPointArguments"])
     assert (str(args.start), str(args.end)) == ("2026-08-01", "2026-09-11")
-    assert (args.raw, args.offline, args.home) == (f"{ROOT}/raw/events", f"{ROOT}/offline", ROOT)
+    assert (args.raw, args.offline, args.feature_root) == (f"{ROOT}/raw/events", f"{ROOT}/offline", ROOT)
+    assert args.home is None  # the worker's MLFLEET_HOME means nothing on the cluster
     assert args.feature_repo == "feature_repo"
     assert f"{REPO_URI}#{args.feature_repo}" in arguments["sparkSubmitParameters"]
 
 
-def test_same_flags_as_the_local_spark_job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_same_flags_as_the_local_spark_job_rooted_in_the_object_store(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
     from mlfleet.airflow_tasks import spark_job_args
 
     monkeypatch.setenv("MLFLEET_HOME", str(tmp_path))
     monkeypatch.setenv("MLFLEET_ETL_LOOKBACK_DAYS", "35")
     local = spark_job_args(DAY)
-    remote = emr.entry_point_arguments(emr_settings(etl_lookback_days=35), DAY)
+    remote = request_for(emr_settings(etl_lookback_days=35))["job_driver"]["sparkSubmit"]["entryPointArguments"]
+    home = local.index("--home")
+    assert local[home + 1] == str(tmp_path)
+    del local[home:home + 2]
     assert local[::2] == remote[::2]
+    for flag, value in (("--raw", "raw/events"), ("--offline", "offline"), ("--feature-root", "")):
+        assert local[local.index(flag) + 1] == f"{tmp_path}/{value}".rstrip("/")
+        assert remote[remote.index(flag) + 1] == f"{ROOT}/{value}".rstrip("/")
     assert local[local.index("--lookback-days") + 1] == remote[remote.index("--lookback-days") + 1] == "35"
+
+
+def test_a_request_needs_the_etl_backend_switched_to_emr() -> None:
+    """The job's paths follow the feature root, which is the object store only on emr_serverless."""
+    with pytest.raises(SpecError, match=r"^etl_backend: EMR Serverless requests need "
+                                        r"MLFLEET_ETL_BACKEND=emr_serverless, not 'spark_local'"):
+        request_for(emr_settings(etl_backend="spark_local"))
 
 
 ARCHIVE = f"--conf spark.archives={REPO_URI}#feature_repo"
@@ -213,3 +228,9 @@ def test_repo_archive_depends_only_on_the_files(repo_copy: Path) -> None:
 def test_repo_without_feature_store_yaml_is_named(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"feature_repo: .* has no feature_store.yaml; check MLFLEET_FEATURE_REPO"):
         emr.repo_archive(tmp_path)
+
+
+def test_check_interval_sets_the_waiter_and_the_attempts_still_cover_the_longest_job() -> None:
+    request = request_for(emr_settings(emr_check_interval=7))
+    assert request["waiter_delay"] == 7
+    assert request["waiter_max_attempts"] * 7 >= emr.MAX_WAIT_SECONDS > (request["waiter_max_attempts"] - 1) * 7
