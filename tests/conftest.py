@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -45,6 +46,15 @@ def mlfleet_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("MLFLEET_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def restore_environment() -> Iterator[None]:
+    """For code that exports settings to os.environ itself (Feast's paths, the AWS connection)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -260,10 +260,9 @@ def _pid_alive(pid: int) -> bool:
     proc = Path(f"/proc/{pid}")
     if not Path("/proc/self").exists():
         return True  # no procfs (macOS): the signal check is all we have
+    if _is_zombie(pid):
+        return False
     try:
-        stat = (proc / "stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
         return b"airflow" in (proc / "cmdline").read_bytes()
     except OSError:
         return False
@@ -277,11 +276,34 @@ def _group_alive(pgid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     if Path(f"/proc/{pgid}").exists():
-        # The leader exists: it is ours only if it is still an Airflow process (pid reuse).
+        if _is_zombie(pgid):
+            # A zombie leader keeps its pid (no reuse yet): members still running are ours, e.g.
+            # the api-server's workers finishing after their multi-threaded parent exited.
+            return _live_members(pgid)
+        # The leader runs: it is ours only if it is still an Airflow process (pid reuse).
         return _pid_alive(pgid)
     # Leader gone, members left: the kernel does not reuse a pid still used as a group id,
     # so these are our orphans (e.g. task processes).
     return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _live_members(pgid: int) -> bool:
+    """Any process of group `pgid` that is not a zombie (Linux /proc)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from mlfleet.backends import emr
 
-pytestmark = pytest.mark.slow
+# Feast settings and the AWS connection are exported to os.environ: undone after each test.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("restore_environment")]
 
 DAY = {"start": "2026-09-01", "end": "2026-09-01"}
 RAW_START, RAW_DAYS = "2026-08-01", 42  # through 2026-09-11
@@ -30,15 +30,6 @@ RUN_ID = "scheduled__2026-09-01T00:00:00+00:00"
 ROLE = "arn:aws:iam::123456789012:role/mlfleet-emr"
 VENV = ("--conf spark.archives=s3://mlfleet-test/envs/pyspark_venv.tar.gz#environment "
         "--conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON=./environment/bin/python")
-
-
-@pytest.fixture(autouse=True)
-def restore_environment() -> Iterator[None]:
-    """Feast's settings and the AWS connection are exported to os.environ; undo that after each test."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -95,6 +95,30 @@ def test_on_kill_stops_the_job_and_the_retry_takes_the_next_attempt_name(aws, se
     assert [r["TrainingJobName"] for r in aws.created_training_jobs() if r["TrainingJobName"].startswith(name)] == [name, f"{name}-a2"]
 
 
+def test_killing_the_deferred_task_stops_the_job(aws, settings) -> None:
+    """Deferred, the task has no worker to run on_kill: the triggerer calls the trigger's on_kill
+    (Airflow 3.3, for a user's mark-failed or clear). The trigger survives serialization, as the
+    triggerer rebuilds it from its classpath."""
+    import importlib
+
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from mlfleet.backends.sagemaker_operator import TrainingJobTrigger
+
+    _, _, job = one_job(settings, run_id="20261123T000003-k222")
+    name = job["config"]["TrainingJobName"]
+    with aws.hold():
+        with pytest.raises(TaskDeferred) as deferred:
+            operator(job, deferrable=True).execute({})  # the stock execute creates the job, then defers
+        classpath, kwargs = deferred.value.trigger.serialize()
+        module, _, class_name = classpath.rpartition(".")
+        trigger = getattr(importlib.import_module(module), class_name)(**kwargs)
+        assert isinstance(trigger, TrainingJobTrigger) and trigger.job_name == name
+        asyncio.run(trigger.on_kill())
+        assert wait_for_status(aws.client("sagemaker"), name) == "Stopped"
+    asyncio.run(trigger.on_kill())  # already stopped: nothing to do, no error
+
+
 def test_failed_job_fails_the_task_with_the_failure_file_reason(aws, settings) -> None:
     from mlfleet.backends.sagemaker_operator import BatchTrainingJobOperator
 

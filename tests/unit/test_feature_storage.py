@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pytest
@@ -14,14 +13,7 @@ from mlfleet import feature_storage
 from mlfleet.config import Settings, get_settings
 
 STORE = "s3://acme-ml/mlfleet"
-
-
-@pytest.fixture(autouse=True)
-def restore_environment() -> Iterator[None]:
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+pytestmark = pytest.mark.usefixtures("restore_environment")
 
 
 def test_feature_root_is_home_with_local_spark_and_the_object_store_on_emr(tmp_path: Path) -> None:

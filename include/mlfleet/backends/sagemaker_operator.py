@@ -3,6 +3,8 @@
 The stock operator either fails or starts a second, timestamped job when the name exists; a
 retried batch must instead re-attach to its own job (running: wait for it; completed: take its
 results). Deterministic names make that possible: describe first, then create only if needed.
+Killing the task stops the job both while a worker waits (`on_kill`) and while the task is
+deferred (`TrainingJobTrigger.on_kill`, which the provider's trigger lacks).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
@@ -21,6 +23,24 @@ from botocore.exceptions import ClientError
 from mlfleet.backends import batch_results, naming
 
 RESULTS_MEMBER = "results.json"
+# DescribeTrainingJob states in which StopTrainingJob still has something to stop.
+STOPPABLE = ("InProgress",)
+
+
+class TrainingJobTrigger(SageMakerTrigger):
+    """The provider's SageMakerTrigger, plus stopping the job when a user kills the deferred task.
+
+    Airflow 3.3 calls a trigger's `on_kill` when a deferred task is marked failed, marked success
+    or cleared (not when a triggerer restarts or hands the trigger on). SageMakerTrigger does not
+    implement it, so the job would go on running and billing with nobody waiting for it.
+    """
+
+    async def on_kill(self) -> None:
+        async with await self.hook().get_async_conn() as client:
+            description = await client.describe_training_job(TrainingJobName=self.job_name)
+            if description["TrainingJobStatus"] in STOPPABLE:
+                self.log.info("Task killed while deferred: stopping training job %s.", self.job_name)
+                await client.stop_training_job(TrainingJobName=self.job_name)
 
 
 class BatchTrainingJobOperator(SageMakerTrainingOperator):
@@ -65,7 +85,7 @@ class BatchTrainingJobOperator(SageMakerTrainingOperator):
         if status in self.hook.non_terminal_states:
             if self.deferrable:
                 self.defer(
-                    trigger=SageMakerTrigger(
+                    trigger=TrainingJobTrigger(
                         job_name=name, job_type="Training", waiter_delay=self.check_interval,
                         waiter_max_attempts=self.max_attempts, aws_conn_id=self.aws_conn_id,
                         region_name=self.region_name, verify=self.verify, botocore_config=self.botocore_config,
@@ -75,6 +95,13 @@ class BatchTrainingJobOperator(SageMakerTrainingOperator):
             self.hook.check_status(name, "TrainingJobStatus", self.hook.describe_training_job,
                                    self.check_interval, self.max_ingestion_time)
         return self.finish(name)
+
+    def defer(self, *, trigger: Any, method_name: str, kwargs: dict[str, Any] | None = None,
+              timeout: Any = None) -> NoReturn:
+        """The stock `execute` defers on SageMakerTrigger once it has created the job: wait on ours."""
+        if type(trigger) is SageMakerTrigger:
+            trigger = TrainingJobTrigger(**trigger.serialize()[1])
+        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         super().execute_complete(context, event)
@@ -103,12 +130,12 @@ class BatchTrainingJobOperator(SageMakerTrainingOperator):
             return json.loads(member.read())
 
     def on_kill(self) -> None:
-        """Stop the job when the task is killed (marked failed, timed out): no orphaned spend."""
+        """Stop the job when the task is killed while a worker waits (marked failed, timed out)."""
         if not self.job_name:
             return
         try:
             description = self.hook.describe_training_job(self.job_name)
-            if description["TrainingJobStatus"] in self.hook.non_terminal_states:
+            if description["TrainingJobStatus"] in STOPPABLE:
                 self.log.info("Stopping training job %s.", self.job_name)
                 self.hook.conn.stop_training_job(TrainingJobName=self.job_name)
         except ClientError as err:
