@@ -65,8 +65,8 @@ def download_prefix(client: Any, uri: str, dest: Path) -> int:
     return count
 
 
-class TrainingRuntime:
-    """Runs each created training job in a thread, the way the service runs its container."""
+class ProcessRuntime:
+    """What the runtime stand-ins share: a work directory, this server's endpoint, the processes run."""
 
     def __init__(self, *, work: Path, endpoint: str) -> None:
         self.work = work
@@ -74,15 +74,29 @@ class TrainingRuntime:
         self.processes: dict[str, subprocess.Popen] = {}
         self.lock = threading.Lock()
 
+    def started(self, key: str, process: subprocess.Popen) -> None:
+        with self.lock:
+            self.processes[key] = process
+
+    def terminate(self, key: str) -> bool:
+        """SIGTERM the process group running `key` (the program and its workers); False if none runs."""
+        with self.lock:
+            process = self.processes.get(key)
+        if process is None or process.poll() is not None:
+            return False
+        os.killpg(process.pid, signal.SIGTERM)
+        return True
+
+
+class TrainingRuntime(ProcessRuntime):
+    """Runs each created training job in a thread, the way the service runs its container."""
+
     def submit(self, job: Any) -> None:
         threading.Thread(target=self.run, args=(job,), daemon=True, name=job.training_job_name).start()
 
     def stop(self, job: Any) -> None:
         job.training_job_status = "Stopping"
-        with self.lock:
-            process = self.processes.get(job.training_job_name)
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)  # the entrypoint and its CV workers
+        self.terminate(job.training_job_name)
 
     def run(self, job: Any) -> None:
         name = job.training_job_name
@@ -111,8 +125,7 @@ class TrainingRuntime:
             with (root / "stdout.log").open("w") as log:
                 process = subprocess.Popen([*ENTRYPOINT, "train"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True)
-                with self.lock:
-                    self.processes[name] = process
+                self.started(name, process)
                 try:
                     code = process.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:

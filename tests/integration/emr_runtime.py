@@ -37,7 +37,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from aws_runtime import s3_client, split
+from aws_runtime import ProcessRuntime, s3_client, split
 
 # Settings that point into the Python environment archive this stand-in does not use.
 PYTHON_ENV_CONFS = ("spark.emr-serverless.driverEnv.PYSPARK_PYTHON", "spark.executorEnv.PYSPARK_PYTHON",
@@ -130,14 +130,8 @@ class Mirror:
         return stat.st_size, stat.st_mtime_ns
 
 
-class JobRunRuntime:
+class JobRunRuntime(ProcessRuntime):
     """Runs each started job run in a thread, the way the service runs its Spark driver."""
-
-    def __init__(self, *, work: Path, endpoint: str) -> None:
-        self.work = work
-        self.endpoint = endpoint
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.lock = threading.Lock()
 
     def submit(self, job_run: Any) -> None:
         job_run.state = "SUBMITTED"
@@ -145,11 +139,7 @@ class JobRunRuntime:
 
     def cancel(self, job_run: Any) -> None:
         job_run.state = "CANCELLING"
-        with self.lock:
-            process = self.processes.get(job_run.id)
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        else:
+        if not self.terminate(job_run.id):
             job_run.state = "CANCELLED"
 
     def run(self, job_run: Any) -> None:
@@ -183,12 +173,14 @@ class JobRunRuntime:
                 command += ["--conf", f"{key}={value}"]
             env = {**os.environ, "AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_ACCESS_KEY_ID": "testing",
                    "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONUNBUFFERED": "1"}
+            if job_run.state != "SUBMITTED":  # cancelled before Spark started
+                job_run.state = "CANCELLED"
+                return
             job_run.state = "RUNNING"
             with log_path.open("w") as log:
                 process = subprocess.Popen([*command, script.name, *arguments], cwd=cwd, env=env, stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True)
-                with self.lock:
-                    self.processes[job_run.id] = process
+                self.started(job_run.id, process)
                 try:
                     code = process.wait(timeout=job_run.execution_timeout_minutes * 60)
                 except subprocess.TimeoutExpired:
