@@ -15,8 +15,8 @@ from typing import Any
 
 from mlfleet.config import Settings, export_feature_env
 
-# Cleared when the connection exports none, so a stale value from an earlier call never lingers.
-_AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
+# What `connect` sets from the AWS connection (and clears where the connection has no value).
+AWS_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
             "AWS_ENDPOINT_URL_S3", "FEAST_S3_ENDPOINT_URL")
 
 
@@ -27,41 +27,37 @@ def is_remote(uri: str) -> bool:
 def connect(settings: Settings) -> None:
     """Make the feature root reachable from this process before Feast or pandas touches it."""
     export_feature_env(settings)
-    if is_remote(settings.feature_root):
-        os.environ.update(aws_environment(settings))
-        import fsspec
+    if not is_remote(settings.feature_root):
+        return
+    for name, value in aws_environment(settings).items():
+        if value:
+            os.environ[name] = value
+        else:  # not in this connection: a value left by an earlier task must not linger
+            os.environ.pop(name, None)
+    import fsspec
 
-        # Tables change under a long-lived process (a notebook, `dag.test`): list S3 afresh each read.
-        fsspec.config.conf.setdefault("s3", {})["use_listings_cache"] = False
+    # Tables change under a long-lived process (a notebook, `dag.test`): list S3 afresh each read.
+    fsspec.config.conf.setdefault("s3", {})["use_listings_cache"] = False
 
 
 def aws_environment(settings: Settings) -> dict[str, str]:
-    """The AWS connection as environment variables (boto3, s3fs and pyarrow all read these)."""
+    """The AWS connection as the variables boto3, s3fs and pyarrow read ("" where it has none)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     hook = S3Hook(aws_conn_id=settings.aws_conn_id, region_name=settings.aws_region)
     credentials = hook.get_credentials()
-    env = {"AWS_ACCESS_KEY_ID": credentials.access_key, "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
-           "AWS_SESSION_TOKEN": credentials.token or "", "AWS_DEFAULT_REGION": hook.conn_region_name or ""}
-    endpoint = hook.conn_config.get_service_endpoint_url("s3")
-    # Feast's S3 registry passes FEAST_S3_ENDPOINT_URL to boto3; the others read AWS_ENDPOINT_URL_S3.
-    env["AWS_ENDPOINT_URL_S3"] = env["FEAST_S3_ENDPOINT_URL"] = endpoint or ""
-    for name in _AWS_ENV:
-        if not env.get(name):
-            env.pop(name, None)
-            os.environ.pop(name, None)
-    return env
-
-
-def _filesystem(uri: str) -> tuple[Any, str]:
-    from fsspec.core import url_to_fs
-
-    return url_to_fs(uri)
+    endpoint = hook.conn_config.get_service_endpoint_url("s3") or ""
+    values = [credentials.access_key, credentials.secret_key, credentials.token or "", hook.conn_region_name or "",
+              # Feast's S3 registry passes FEAST_S3_ENDPOINT_URL to boto3; the others read AWS_ENDPOINT_URL_S3.
+              endpoint, endpoint]
+    return dict(zip(AWS_VARIABLES, values, strict=True))
 
 
 def parquet_files(uri: str) -> list[str]:
     """The Parquet files under a table's root (none when it does not exist)."""
-    fs, path = _filesystem(uri)
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(uri)
     if not fs.isdir(path):
         return []
     return sorted(name for name in fs.find(path) if name.endswith(".parquet"))

@@ -215,12 +215,10 @@ class JobRunRuntime(ProcessRuntime):
 
 
 def last_exception(log: str) -> str:
-    """The last line that reads like an exception or a SystemExit message, as the service reports it."""
+    """The last line naming an error or exception (else the last line), as the service reports it."""
     lines = [line.strip() for line in log.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if "Error" in line or "Exception" in line or line.startswith("--") or "unknown" in line:
-            return line
-    return lines[-1] if lines else "no output"
+    errors = [line for line in lines if "Error" in line or "Exception" in line]
+    return (errors or lines or ["no output"])[-1]
 
 
 def install(runtime: JobRunRuntime) -> None:

@@ -54,7 +54,7 @@ def test_the_aws_connection_becomes_the_environment_boto3_s3fs_and_pyarrow_read(
     monkeypatch.setenv("AWS_SESSION_TOKEN", "left over from an earlier task")
     settings = Settings(aws_conn_id="features_aws", object_store_uri=STORE, etl_backend="emr_serverless")
     feature_storage.connect(settings)
-    assert {k: os.environ.get(k) for k in feature_storage._AWS_ENV} == {
+    assert {k: os.environ.get(k) for k in feature_storage.AWS_VARIABLES} == {
         "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_SESSION_TOKEN": None,
         "AWS_DEFAULT_REGION": "eu-west-1", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9",
         "FEAST_S3_ENDPOINT_URL": "http://127.0.0.1:9"}
@@ -62,10 +62,10 @@ def test_the_aws_connection_becomes_the_environment_boto3_s3fs_and_pyarrow_read(
 
 
 def test_a_local_feature_root_exports_no_aws_settings(tmp_path: Path, monkeypatch) -> None:
-    for name in feature_storage._AWS_ENV:
+    for name in feature_storage.AWS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     feature_storage.connect(Settings(home=tmp_path, object_store_uri=STORE))
-    assert not any(name in os.environ for name in feature_storage._AWS_ENV)
+    assert not any(name in os.environ for name in feature_storage.AWS_VARIABLES)
 
 
 def test_parquet_files_and_reads_of_a_partitioned_table(tmp_path: Path) -> None:
