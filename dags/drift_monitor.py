@@ -10,31 +10,18 @@ with the champion's training reference (PSI and the two-sample KS test, threshol
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import dag, task
 
-from mlfleet import airflow_tasks as tasks
-from mlfleet.airflow_tasks import FEATURES_ASSET
+from mlfleet.airflow.assets import FEATURES_ASSET
+from mlfleet.airflow.dag_defaults import mlfleet_dag
+from mlfleet.airflow.drift_tasks import check_drift
 
 
-
-@dag(
-    dag_id="drift_monitor",
-    schedule=[FEATURES_ASSET],
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["mlfleet", "monitoring"],
-    doc_md=__doc__,
-    default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=30)},
-)
+@mlfleet_dag(dag_id="drift_monitor", doc_md=__doc__, schedule=[FEATURES_ASSET], tag="monitoring",
+             retry_delay=timedelta(seconds=30))
 def drift_monitor():
-    @task
-    def check_drift():
-        return tasks.check_drift()
-
     TriggerDagRunOperator.partial(
         task_id="trigger_retrain",
         trigger_dag_id="retrain",

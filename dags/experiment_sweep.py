@@ -14,43 +14,20 @@ Runs one experiment spec (models × search space × CV folds) as a parallel swee
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from airflow.sdk import chain
 
-from airflow.sdk import Param, chain, dag, task
-
-from mlfleet import airflow_tasks as tasks
-from mlfleet.airflow_rounds import trial_rounds
-
-SPEC_SCHEMA = {
-    "description": "An experiment spec object (see experiment-spec.md) or the path of a spec YAML file.",
-    "type": ["object", "string"],
-    "minLength": 1,
-    "required": ["name", "task", "target", "metric", "dataset", "models"],
-}
+from mlfleet.airflow.dag_defaults import mlfleet_dag
+from mlfleet.airflow.params import spec_param
+from mlfleet.airflow.rounds import trial_rounds
+from mlfleet.airflow.sweep_tasks import finalize, prepare
+from mlfleet.sweep.rounds import SWEEP_MAX_ROUNDS
 
 
-@dag(
-    dag_id="experiment_sweep",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=4,
-    tags=["mlfleet", "experiments"],
-    doc_md=__doc__,
-    default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=10)},
-    params={"spec": Param("specs/churn-baseline.yaml", **SPEC_SCHEMA)},
-)
+@mlfleet_dag(dag_id="experiment_sweep", doc_md=__doc__, schedule=None, tag="experiments", max_active_runs=4,
+             params={"spec": spec_param("specs/churn-baseline.yaml")})
 def experiment_sweep():
-    @task
-    def prepare(params=None, run_id=None):
-        return tasks.prepare_sweep(params["spec"], run_id)
-
-    @task(trigger_rule="none_failed")
-    def finalize(context):
-        return tasks.finalize(context)
-
-    context = prepare()
-    chain(trial_rounds(context, rounds=tasks.SWEEP_MAX_ROUNDS), finalize(context))
+    sweep = prepare()
+    chain(trial_rounds(sweep, rounds=SWEEP_MAX_ROUNDS), finalize(sweep))
 
 
 experiment_sweep()

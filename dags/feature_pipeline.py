@@ -26,62 +26,24 @@ import sys
 from datetime import datetime, timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Param, chain, dag, task
+from airflow.sdk import chain
 
-from mlfleet import airflow_tasks as tasks
-from mlfleet.airflow_tasks import FEATURES_ASSET
+from mlfleet.airflow.dag_defaults import mlfleet_dag
+from mlfleet.airflow.feature_tasks import emr_job_runs, etl_backend, feast_apply, interval, job_args, materialize
+from mlfleet.airflow.params import date_param
 from mlfleet.backends.emr_operator import FeatureJobRunOperator
-from mlfleet.config import PROJECT_ROOT
-
-FEATURE_JOB = str(PROJECT_ROOT / "include" / "mlfleet" / "etl" / "feature_job.py")
-DATE = {"type": ["null", "string"], "pattern": r"^\d{4}-\d{2}-\d{2}$"}
-# MLFLEET_ETL_BACKEND -> the first task of its path.
-ETL_PATHS = {"spark_local": "job_args", "emr_serverless": "emr_job_runs"}
+from mlfleet.etl import FEATURE_JOB
 
 
-@dag(
-    dag_id="feature_pipeline",
-    schedule="@daily",
-    start_date=datetime(2026, 8, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["mlfleet", "features"],
-    doc_md=__doc__,
-    default_args={"owner": "data-eng", "retries": 2, "retry_delay": timedelta(seconds=30)},
-    params={"start": Param(None, **DATE), "end": Param(None, **DATE)},
-)
+@mlfleet_dag(dag_id="feature_pipeline", doc_md=__doc__, schedule="@daily", tag="features",
+             start_date=datetime(2026, 8, 1), owner="data-eng", retries=2, retry_delay=timedelta(seconds=30),
+             params={"start": date_param(), "end": date_param()})
 def feature_pipeline():
-    @task
-    def interval(params=None, data_interval_start=None, data_interval_end=None):
-        return tasks.feature_interval(params, data_interval_start, data_interval_end)
-
-    @task
-    def feast_apply():
-        return tasks.feast_apply()
-
-    @task.branch
-    def etl_backend():
-        return ETL_PATHS[tasks.etl_backend()]
-
-    @task
-    def job_args(days):
-        return tasks.spark_job_args(days)
-
-    @task
-    def emr_job_runs(days, run_id=None):
-        return tasks.emr_job_runs(days, run_id)
-
-    @task(outlets=[FEATURES_ASSET], trigger_rule="none_failed_min_one_success")
-    def materialize(days, outlet_events=None):
-        summary = tasks.materialize(days)
-        outlet_events[FEATURES_ASSET].extra = {"start": days["start"], "end": days["end"]}
-        return summary
-
     days = interval()
     spark_args = job_args(days)
     compute = SparkSubmitOperator(
         task_id="compute_features",
-        application=FEATURE_JOB,
+        application=str(FEATURE_JOB),
         application_args=spark_args,
         conn_id="spark_local",
         name="mlfleet-features",

@@ -13,41 +13,22 @@ Triggered by `drift_monitor` with conf `{"model": <registered model>, "drifted_f
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from airflow.sdk import Param, chain
 
-from airflow.sdk import Param, chain, dag, task
+from mlfleet.airflow.dag_defaults import mlfleet_dag
+from mlfleet.airflow.retrain_tasks import decide, prepare
+from mlfleet.airflow.rounds import trial_rounds
+from mlfleet.sweep.rounds import RETRAIN_MAX_ROUNDS
 
-from mlfleet import airflow_tasks as tasks
-from mlfleet.airflow_rounds import trial_rounds
-from mlfleet.retraining import RETRAIN_MAX_ROUNDS
 
-
-@dag(
-    dag_id="retrain",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    tags=["mlfleet", "retraining"],
-    doc_md=__doc__,
-    default_args={"owner": "ml-platform", "retries": 1, "retry_delay": timedelta(seconds=10)},
-    params={
-        "model": Param("churn-baseline", type="string", minLength=1, description="registered model to retrain"),
-        "drifted_features": Param([], type="array", description="features the drift check flagged"),
-        "drift_report": Param(None, type=["null", "string"], description="the drift report behind this run"),
-    },
-)
+@mlfleet_dag(dag_id="retrain", doc_md=__doc__, schedule=None, tag="retraining", params={
+    "model": Param("churn-baseline", type="string", minLength=1, description="registered model to retrain"),
+    "drifted_features": Param([], type="array", description="features the drift check flagged"),
+    "drift_report": Param(None, type=["null", "string"], description="the drift report behind this run"),
+})
 def retrain():
-    @task
-    def prepare(params=None, run_id=None):
-        return tasks.prepare_retrain(params, run_id)
-
-    @task(trigger_rule="none_failed")
-    def decide(context):
-        return tasks.decide(context)
-
-    context = prepare()
-    chain(trial_rounds(context, rounds=RETRAIN_MAX_ROUNDS), decide(context))
+    sweep = prepare()
+    chain(trial_rounds(sweep, rounds=RETRAIN_MAX_ROUNDS), decide(sweep))
 
 
 retrain()

@@ -24,10 +24,10 @@ def _err(message: str) -> None:
 @app.command()
 def up() -> None:
     """Start local Airflow (api-server, scheduler, dag-processor, triggerer) under MLFLEET_HOME."""
-    from mlfleet import airflow_local
+    from mlfleet.devstack import stack
     from mlfleet.config import get_settings
 
-    info = airflow_local.up(get_settings())
+    info = stack.up(get_settings())
     print(f"Airflow is up: {info['url']}  (login: {info['username']} / {info['password']})")
     print(f"logs: {info['logs']}")
 
@@ -35,10 +35,10 @@ def up() -> None:
 @app.command()
 def down() -> None:
     """Stop the local Airflow started by `mlfleet up`."""
-    from mlfleet import airflow_local
+    from mlfleet.devstack import stack
     from mlfleet.config import get_settings
 
-    stopped = airflow_local.down(get_settings())
+    stopped = stack.down(get_settings())
     print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
@@ -48,14 +48,14 @@ def sweep(
     as_json: bool = typer.Option(False, "--json", help="print the leaderboard JSON on stdout"),
 ) -> None:
     """Run one experiment to completion on this machine."""
-    from mlfleet import sweep as sweeps
+    from mlfleet.sweep.runner import run_sweep
     from mlfleet.config import get_settings
     from mlfleet.spec import SpecError
 
     try:
         # Libraries print to stdout (Feast, MLflow): keep stdout for the JSON alone.
         with contextlib.redirect_stdout(sys.stderr):
-            board = sweeps.run_sweep(str(spec), settings=get_settings(), progress=_err)
+            board = run_sweep(str(spec), settings=get_settings(), progress=_err)
     except SpecError as err:
         _err(f"error: {err}")
         raise typer.Exit(2) from None
@@ -73,13 +73,13 @@ def plan(
     as_json: bool = typer.Option(False, "--json", help="print the plan JSON on stdout"),
 ) -> None:
     """Print the batches and the exact request per batch (CreateTrainingJob, pod manifest), sending nothing."""
-    from mlfleet import dispatch
+    from mlfleet.sweep.plan import plan as plan_sweep
     from mlfleet.config import get_settings
     from mlfleet.spec import SpecError
 
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            result = dispatch.plan(str(spec), settings=get_settings(), backend=backend, dag_run_id=dag_run_id)
+            result = plan_sweep(str(spec), settings=get_settings(), backend=backend, dag_run_id=dag_run_id)
     except SpecError as err:
         _err(f"error: {err}")
         raise typer.Exit(2) from None
@@ -112,16 +112,16 @@ def demo(
     serve: bool = typer.Option(True, help="leave local Airflow running afterwards to browse the runs"),
 ) -> None:
     """Run the whole loop on generated data: events, features, sweep, drift, retrain, promotion."""
-    from mlfleet import airflow_local
+    from mlfleet.devstack import stack
     from mlfleet.config import get_settings
-    from mlfleet.demo import run_demo
+    from mlfleet.demo.loop import run_demo
 
     settings = get_settings()
     try:
         outcome = run_demo(settings, say=_err)
     except Exception:
         if not serve:
-            airflow_local.down(settings)
+            stack.down(settings)
         raise
     print()
     _print_leaderboard(outcome["leaderboard"])
@@ -136,10 +136,10 @@ def demo(
     print(f"MLflow: {settings.tracking_uri}  (browse: mlflow ui --backend-store-uri {settings.tracking_uri})")
     print(f"DAG run logs: {outcome['logs']}")
     if serve:
-        info = airflow_local.up(settings)
+        info = stack.up(settings)
         print(f"Airflow UI: {info['url']}  login: {info['username']} / {info['password']}  (stop with: mlfleet down)")
     else:
-        airflow_local.down(settings)
+        stack.down(settings)
 
 
 if __name__ == "__main__":

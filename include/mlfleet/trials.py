@@ -6,7 +6,6 @@ id, job name and output path on every retry and every scheduler restart.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -15,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mlfleet.spec import ExperimentSpec, Range, param_domain
+from mlfleet.storage import short_digest
 
 # Seconds one CV fold of one trial takes on one core, before any history is known. Rough
 # figures for ~10k rows; the planner only needs their ratios right.
@@ -40,7 +40,7 @@ class Trial:
 def trial_id(model: str, params: dict[str, Any]) -> str:
     """`<model>-<8 hex>` from the trial's identity; stable across processes and runs."""
     blob = json.dumps({"model": model, "params": params}, sort_keys=True, default=str)
-    return f"{model.replace('_', '-')}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+    return f"{model.replace('_', '-')}-{short_digest(blob, 8)}"
 
 
 def make_trial(model: str, params: dict[str, Any], model_index: int, optuna_number: int | None = None) -> Trial:
@@ -152,5 +152,5 @@ def plan_batches(
         lightest.predicted_seconds += cost[trial.trial_id]
     for batch in batches:
         ids = ",".join(sorted(t.trial_id for t in batch.trials))
-        batch.batch_id = f"{prefix}-{hashlib.sha256(ids.encode()).hexdigest()[:10]}"
+        batch.batch_id = f"{prefix}-{short_digest(ids, 10)}"
     return sorted(batches, key=lambda b: b.batch_id)

@@ -20,10 +20,10 @@ BAD_SPEC = {
 def test_prepare_task_raises_the_spec_message(settings) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from mlfleet import airflow_tasks
+    from mlfleet.airflow import sweep_tasks
 
     with pytest.raises(AirflowFailException, match=r"invalid spec: models\[0\]\.params\.max_dept: unknown parameter"):
-        airflow_tasks.prepare_sweep(BAD_SPEC, "manual__2026-11-23T00:00:00+00:00")
+        sweep_tasks.prepare.function(params={"spec": BAD_SPEC}, run_id="manual__2026-11-23T00:00:00+00:00")
     assert not settings.experiments_dir.exists()
 
 

@@ -45,7 +45,7 @@ def loop_env(airflow_db, tmp_path_factory):
         patch.setenv(key, value)
     from airflow.dag_processing.dagbag import DagBag
 
-    from mlfleet import events
+    from mlfleet.demo import events
     from mlfleet.config import get_settings
 
     settings = get_settings()
@@ -67,7 +67,7 @@ def test_full_loop(loop_env) -> None:
     from airflow.models.dagrun import DagRun
 
     from mlfleet import results
-    from mlfleet.features import store
+    from mlfleet.features.repository import store
 
     settings, dags = loop_env
     before = _interval(0, SHIFT - 1)

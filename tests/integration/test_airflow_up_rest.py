@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from mlfleet import airflow_local
-from mlfleet.airflow_api import ApiClient, api_token
+from mlfleet.devstack import stack as airflow_local
+from mlfleet.devstack.rest_client import ApiClient, api_token
 from mlfleet.config import Settings, get_settings
 
 pytestmark = pytest.mark.slow

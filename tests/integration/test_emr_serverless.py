@@ -48,7 +48,7 @@ def application(aws, mlfleet_home, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def write_raw_events(root: Path) -> Path:
     """The same small raw zone for every test (60 customers, 42 days), hive-partitioned under `root`."""
-    from mlfleet import events
+    from mlfleet.demo import events
 
     raw = events.generate_events(customers=60, start=pd.Timestamp(RAW_START).date(), days=RAW_DAYS, seed=3)
     events.write_raw_zone(raw, root)
@@ -66,7 +66,7 @@ def upload_raw_events(aws, settings: Any, local: Path) -> tuple[str, str]:
 @pytest.fixture
 def emr_ready(aws, application, mlfleet_home) -> dict[str, Any]:
     """What the DAG does before the job runs: raw events in the object store, the repo applied."""
-    from mlfleet import features
+    from mlfleet.features import repository as features
     from mlfleet.config import get_settings
 
     settings = get_settings()
@@ -92,9 +92,9 @@ class TaskInstanceStub:
 
 def build_request(run_id: str = RUN_ID) -> dict[str, Any]:
     """What the DAG's emr_job_runs task hands the mapped operator (stages the code too)."""
-    from mlfleet.airflow_tasks import emr_job_runs
+    from mlfleet.airflow.feature_tasks import emr_job_runs
 
-    [request] = emr_job_runs(DAY, run_id)
+    [request] = emr_job_runs.function(DAY, run_id)
     return request
 
 
@@ -204,7 +204,7 @@ def test_deferred_operator_reports_the_failed_job_run_through_the_trigger(aws, a
     the server until then, and the task fails with the service's reason."""
     from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
 
-    from mlfleet import features
+    from mlfleet.features import repository as features
     from mlfleet.config import get_settings
 
     features.apply(get_settings())
@@ -283,20 +283,20 @@ def sorted_frame(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 def feature_outputs(settings: Any) -> dict[str, pd.DataFrame]:
     """What the pipeline leaves for training and serving, read back through the feature root."""
-    from mlfleet import feature_storage, features
+    from mlfleet.features import repository, tables, training_sets
 
-    fs = features.store(settings)
+    fs = repository.store(settings)
     out = {}
-    for view in features.online_views(fs):
-        out[view.name] = sorted_frame(feature_storage.read_parquet(view.batch_source.path),
+    for view in repository.online_views(fs):
+        out[view.name] = sorted_frame(tables.read_parquet(view.batch_source.path),
                                       ["customer_id", "feature_date"])
-    labels = features.read_labels(settings)
+    labels = training_sets.read_labels(settings)
     out["labels"] = sorted_frame(labels, ["event_timestamp", "customer_id"])
-    names = [f"{v.name}:{f.name}" for v in features.online_views(fs) for f in v.features]
+    names = [f"{v.name}:{f.name}" for v in repository.online_views(fs) for f in v.features]
     online = fs.get_online_features(features=names, entity_rows=[{"customer_id": c} for c in range(1, 61)])
     out["online"] = sorted_frame(online.to_df(), ["customer_id"])
     entity_df = labels[["customer_id", "event_timestamp", "churned"]]
-    out["training_set"] = sorted_frame(features.training_set(settings, "churn_v1", entity_df=entity_df),
+    out["training_set"] = sorted_frame(training_sets.training_set(settings, "churn_v1", entity_df=entity_df),
                                        ["event_timestamp", "customer_id"])
     return out
 
@@ -307,7 +307,7 @@ def test_feature_pipeline_on_emr_gives_what_local_spark_gives(aws, application, 
     trigger against the server), over the same raw events and days. On EMR the Feast registry and
     every table live on S3 and nothing is written under the worker's offline zone, yet the
     offline tables, labels, online features and a point-in-time training set are the same."""
-    from mlfleet import feature_storage
+    from mlfleet.features import tables
     from mlfleet.config import get_settings
 
     conf = {"start": RAW_START, "end": "2026-09-11"}
@@ -333,7 +333,7 @@ def test_feature_pipeline_on_emr_gives_what_local_spark_gives(aws, application, 
 
     assert keys(aws, bucket, f"{prefix}/feast/registry.db") == [f"{prefix}/feast/registry.db"]
     assert not (emr_home / "feast" / "registry.db").exists() and not (emr_home / "offline").exists()
-    assert feature_storage.parquet_files(f"{settings.object_store_uri}/offline/customer_spend")
+    assert tables.parquet_files(f"{settings.object_store_uri}/offline/customer_spend")
     remote = feature_outputs(settings)
     assert remote.keys() == local.keys()
     for name, frame in local.items():

@@ -63,7 +63,7 @@ def test_feature_service_served_from_redis(redis_url: str, tmp_path: Path, monke
     import feast.batch_feature_view  # noqa: F401 - its import-time simplefilter("once") first, then ours
     import redis
 
-    from mlfleet import features
+    from mlfleet.features import repository as features
     from mlfleet.config import get_settings
 
     # every load of the repo warns that BatchFeatureView is alpha (pytest restores filters after the test)

@@ -76,7 +76,10 @@ def test_new_view_file_flows_to_training_set(airflow_db, tmp_path, monkeypatch) 
 
     from airflow.dag_processing.dagbag import DagBag
 
-    from mlfleet import events, features, monitoring, sweep
+    from mlfleet import sweep
+    from mlfleet.demo import events
+    from mlfleet.drift import monitor as monitoring
+    from mlfleet.features import repository as features
     from mlfleet.config import get_settings
 
     settings = get_settings()

@@ -23,7 +23,8 @@ SPEC = {
 
 
 def one_job(settings, spec=SPEC, run_id=RUN_ID):
-    from mlfleet import dispatch, sweep
+    from mlfleet import sweep
+    from mlfleet.sweep import dispatch
 
     context = sweep.prepare(spec, settings=settings, run_id=run_id)
     [batch] = sweep.propose(context, round_index=0, settings=settings)

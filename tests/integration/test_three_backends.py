@@ -55,18 +55,19 @@ def kubernetes_sweep(spec: dict, aws, tmp_path: Path) -> dict:
     """The DAG's tasks in order, each pod built by KPO and run by the kubelet stand-in."""
     import kubernetes_validate
 
-    from mlfleet import airflow_tasks as tasks
+    from mlfleet.airflow import rounds, sweep_tasks
+    from mlfleet.sweep.rounds import SWEEP_MAX_ROUNDS
     from mlfleet.backends.kubernetes import manifest_problems, pod_manifest
     from mlfleet.backends.kubernetes_operator import store_pod_result
 
-    context = tasks.prepare_sweep(spec, "manual__2026-11-23T10:00:00+00:00")
+    ref = sweep_tasks.prepare.function(params={"spec": spec}, run_id="manual__2026-11-23T10:00:00+00:00")
     cluster_env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                    "AWS_DEFAULT_REGION": aws.region, "AWS_ENDPOINT_URL": aws.endpoint}
     manifests = []
-    for round_index in range(tasks.SWEEP_MAX_ROUNDS):
-        batches = tasks.propose(context, round_index)
-        assert tasks.local_batches(context, batches) == [] and tasks.sagemaker_jobs(context, batches) == []
-        for arguments in tasks.kubernetes_pods(context, batches):
+    for round_index in range(SWEEP_MAX_ROUNDS):
+        batches = rounds.propose.function(ref, round_index)
+        assert rounds.local_batches.function(ref, batches) == [] and rounds.sagemaker_jobs.function(ref, batches) == []
+        for arguments in rounds.kubernetes_pods.function(ref, batches):
             manifest = pod_manifest({k: v for k, v in arguments.items() if k not in ("results_dir", "batch_id")})
             kubernetes_validate.validate(manifest, "1.30", strict=True)
             assert manifest_problems(manifest) == []
@@ -74,11 +75,11 @@ def kubernetes_sweep(spec: dict, aws, tmp_path: Path) -> dict:
             store_pod_result(xcom, results_dir=arguments["results_dir"], batch_id=arguments["batch_id"],
                              pod_name=manifest["metadata"]["name"])
             manifests.append(manifest)
-        tasks.record(context)
+        rounds.record.function(ref)
     from mlfleet import sweep
     from mlfleet.config import get_settings
 
-    board = sweep.finalize(context, settings=get_settings())
+    board = sweep.finalize(sweep.SweepContext.load(ref), settings=get_settings())
     return {"board": board, "manifests": manifests}
 
 

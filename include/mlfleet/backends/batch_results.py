@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlfleet.training.entrypoint import write_json_atomic
+from mlfleet.storage import write_json_atomic
 
 
 def rows_path(results_dir: str | Path, batch_id: str) -> Path:

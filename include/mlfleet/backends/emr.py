@@ -8,10 +8,10 @@ request with the same client token instead of asking the service for a second jo
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
+import shlex
 import tempfile
 import zipfile
 from datetime import date
@@ -21,10 +21,11 @@ from typing import Any
 from mlfleet.backends import naming
 from mlfleet.backends.object_store import require_root
 from mlfleet.config import Settings
+from mlfleet.etl import FEATURE_JOB
 from mlfleet.etl.arguments import feature_job_arguments
 from mlfleet.spec import SpecError
+from mlfleet.storage import bytes_sha256, file_sha256
 
-FEATURE_JOB = Path(__file__).resolve().parents[1] / "etl" / "feature_job.py"
 # `--feature-repo` on the cluster: the directory spark.archives unpacks the repo zip into.
 REPO_DIR = "feature_repo"
 REPO_ARCHIVE = "feature_repo.zip"
@@ -78,11 +79,16 @@ def spark_submit_parameters(repo_uri: str, extra: str) -> str:
     """The repo archive plus the configured parameters, as one `spark.archives` list.
 
     spark-submit's `--archives` replaces a `--conf spark.archives=...` instead of adding to it, so
-    the archives the settings name (the Python environment, typically) are merged into ours.
+    the archives the settings name (the Python environment, typically) are merged into ours. The
+    settings are read as a shell would split them; the result is space-separated, as EMR takes it.
     """
     archives = [f"{repo_uri}#{REPO_DIR}"]
     rest: list[str] = []
-    tokens = extra.split()
+    tokens = shlex.split(extra)
+    spaced = [token for token in tokens if any(c.isspace() for c in token)]
+    if spaced:
+        raise SpecError("emr_spark_submit_parameters", f"{spaced[0]!r} holds a space; EMR Serverless splits "
+                                                       "sparkSubmitParameters on spaces, so no value may contain one")
     i = 0
     while i < len(tokens):
         token = tokens[i]
@@ -109,7 +115,7 @@ def client_token(run_id: str, request: dict[str, Any]) -> str:
     is a new DAG run over the same interval (a backfill after a fix recomputes).
     """
     payload = json.dumps({"run_id": run_id, "request": request}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()  # 64 characters: StartJobRun's limit
+    return bytes_sha256(payload.encode())  # 64 characters: StartJobRun's limit
 
 
 def job_run_request(
@@ -168,10 +174,10 @@ def stage_code(settings: Settings) -> dict[str, str]:
 
     check_settings(settings)  # misconfigured: fail before uploading anything
     root = str(settings.object_store_uri)
-    script_uri = naming.code_uri(root, object_store.file_sha256(FEATURE_JOB), FEATURE_JOB.name)
+    script_uri = naming.code_uri(root, file_sha256(FEATURE_JOB), FEATURE_JOB.name)
     object_store.upload_once(settings, FEATURE_JOB, script_uri)
     data = repo_archive(Path(settings.feature_repo))
-    repo_uri = naming.code_uri(root, hashlib.sha256(data).hexdigest(), REPO_ARCHIVE)
+    repo_uri = naming.code_uri(root, bytes_sha256(data), REPO_ARCHIVE)
     with tempfile.TemporaryDirectory(prefix="mlfleet-repo-") as tmp:
         path = Path(tmp) / REPO_ARCHIVE
         path.write_bytes(data)

@@ -10,12 +10,15 @@ the pod that would be created.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlfleet.backends import naming
 from mlfleet.backends.object_store import require_root
 from mlfleet.config import Settings
 from mlfleet.training.entrypoint import hyperparameters_of
+
+if TYPE_CHECKING:
+    from mlfleet.sweep.context import SweepContext
 
 ENTRYPOINT = ["python", "-m", "mlfleet.training.entrypoint"]
 
@@ -34,11 +37,11 @@ def container_resources(resources: dict[str, Any]) -> dict[str, Any]:
 
 
 def pod_arguments(
-    *, context: dict[str, Any], batch: dict[str, Any], job: dict[str, Any], settings: Settings
+    *, context: SweepContext, batch: dict[str, Any], job: dict[str, Any], settings: Settings
 ) -> dict[str, Any]:
     """KubernetesPodOperator keyword arguments for one batch (JSON-serializable: they travel by XCom)."""
     check_settings(settings)
-    experiment, run_id, batch_id = context["experiment"], context["run_id"], batch["batch_id"]
+    experiment, run_id, batch_id = context.experiment, context.run_id, batch["batch_id"]
     where = naming.batch_uri(str(settings.object_store_uri), experiment, run_id, batch_id)
     gpu = batch["resources"]["gpu"] > 0
     workers = max(1, int(batch["resources"]["cpu"]))
@@ -55,7 +58,7 @@ def pod_arguments(
         "arguments": [
             "train",
             "--hyperparameters", json.dumps(hyperparameters_of(job), sort_keys=True),
-            "--channel", f"train={context['data_uri']}",
+            "--channel", f"train={context.data_uri}",
             "--channel", f"config={where}/config/",
             "--output", f"{where}/",
             "--xcom",
@@ -73,7 +76,7 @@ def pod_arguments(
         "get_logs": True,
         "on_finish_action": "delete_succeeded_pod",
         "startup_timeout_seconds": settings.kubernetes_startup_timeout_seconds,
-        "active_deadline_seconds": max(1, round(context["spec"].get("budget", {}).get("timeout_minutes", 60) * 60)),
+        "active_deadline_seconds": max(1, round(context.timeout_minutes * 60)),
         "deferrable": settings.kubernetes_deferrable,
     }
 

@@ -7,8 +7,9 @@ Nothing here talks to a service: the names are pure functions, snapshot-tested.
 
 from __future__ import annotations
 
-import hashlib
 import re
+
+from mlfleet.storage import short_digest
 
 # SageMaker: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}; a Kubernetes pod name is a DNS-1123 subdomain and a
 # label value at most 63 characters. Names below satisfy all three.
@@ -26,7 +27,7 @@ def job_name(*, experiment: str, run_id: str, batch_id: str, attempt: int = 1) -
     A SageMaker job name can never be reused, even after the job failed; a retry after a failed
     or stopped job takes the next attempt suffix, found by describing the names in order.
     """
-    digest = hashlib.sha256(f"{experiment}/{run_id}/{batch_id}".encode()).hexdigest()[:10]
+    digest = short_digest(f"{experiment}/{run_id}/{batch_id}", 10)
     stem = re.sub(r"-+", "-", experiment.lower())[:40].strip("-") or "mlfleet"
     return attempt_name(f"{stem}-{digest}", attempt)
 

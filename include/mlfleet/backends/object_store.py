@@ -6,19 +6,11 @@ batch's config is rewritten with the same bytes on a retry.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from mlfleet.config import Settings
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from mlfleet.storage import split_s3_uri
 
 
 def require_root(settings: Settings, who: str, *, field: str = "backend") -> str:
@@ -36,16 +28,10 @@ def s3_hook(settings: Settings) -> Any:
     return S3Hook(aws_conn_id=settings.aws_conn_id, region_name=settings.aws_region)
 
 
-def split(uri: str) -> tuple[str, str]:
-    from mlfleet.training.object_io import split_uri
-
-    return split_uri(uri)
-
-
 def upload_once(settings: Settings, path: Path, uri: str) -> bool:
     """Upload `path` to a content-addressed `uri` unless it is there already; True when sent."""
     hook = s3_hook(settings)
-    bucket, key = split(uri)
+    bucket, key = split_s3_uri(uri)
     if hook.check_for_key(key, bucket_name=bucket):
         return False
     hook.load_file(str(path), key, bucket_name=bucket, replace=True)
@@ -53,7 +39,7 @@ def upload_once(settings: Settings, path: Path, uri: str) -> bool:
 
 
 def put_bytes(settings: Settings, data: bytes, uri: str) -> str:
-    bucket, key = split(uri)
+    bucket, key = split_s3_uri(uri)
     s3_hook(settings).load_bytes(data, key, bucket_name=bucket, replace=True)
     return uri
 

@@ -8,13 +8,16 @@ the checkpoint directory so a job restarted after a spot interruption skips them
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlfleet.backends import naming
 from mlfleet.backends.object_store import require_root
 from mlfleet.config import InstanceType, Settings
 from mlfleet.spec import SpecError
 from mlfleet.training.entrypoint import METRIC_DEFINITIONS, hyperparameters_of
+
+if TYPE_CHECKING:
+    from mlfleet.sweep.context import SweepContext
 
 CHECKPOINT_PATH = "/opt/ml/checkpoints"
 
@@ -64,15 +67,15 @@ def _channel(name: str, uri: str, content_type: str) -> dict[str, Any]:
 
 
 def training_job_request(
-    *, context: dict[str, Any], batch: dict[str, Any], job: dict[str, Any], settings: Settings, attempt: int = 1
+    *, context: SweepContext, batch: dict[str, Any], job: dict[str, Any], settings: Settings, attempt: int = 1
 ) -> dict[str, Any]:
     """The CreateTrainingJob request for one batch; the same batch always gives the same request."""
     check_settings(settings)
     root = str(settings.object_store_uri)
-    experiment, run_id, batch_id = context["experiment"], context["run_id"], batch["batch_id"]
+    experiment, run_id, batch_id = context.experiment, context.run_id, batch["batch_id"]
     where = naming.batch_uri(root, experiment, run_id, batch_id)
     # At least a second: the spec allows any positive minutes, the API no runtime under 1 s.
-    runtime = max(1, round(context["spec"].get("budget", {}).get("timeout_minutes", 60) * 60))
+    runtime = max(1, round(context.timeout_minutes * 60))
     request: dict[str, Any] = {
         "TrainingJobName": naming.job_name(experiment=experiment, run_id=run_id, batch_id=batch_id, attempt=attempt),
         "AlgorithmSpecification": {
@@ -83,7 +86,7 @@ def training_job_request(
         "RoleArn": settings.sagemaker_role_arn,
         "HyperParameters": hyperparameters_of(job),
         "InputDataConfig": [
-            _channel("train", context["data_uri"].rsplit("/", 1)[0] + "/", "application/x-parquet"),
+            _channel("train", str(context.data_uri).rsplit("/", 1)[0] + "/", "application/x-parquet"),
             _channel("config", f"{where}/config/", "application/json"),
         ],
         "OutputDataConfig": {"S3OutputPath": f"{where}/output/"},

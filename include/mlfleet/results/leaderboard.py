@@ -9,12 +9,10 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from mlfleet.training.entrypoint import write_json_atomic
+from mlfleet.storage import write_json_atomic, write_text_atomic
 
 JSON_NAME = "leaderboard.json"
 CSV_NAME = "leaderboard.csv"
@@ -48,20 +46,6 @@ def build_leaderboard(
         "n_trials": len(trials),
         "n_failed": len(bad),
     }
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Temp file beside `path`, then rename: a reader (or a crashed retry) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _cell(value: Any) -> Any:

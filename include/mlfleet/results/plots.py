@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlfleet.results.leaderboard import write_text_atomic
+from mlfleet.storage import write_text_atomic
 
 MAX_DIMENSIONS = 60  # plotly's parcoords limit
 _MISSING = object()

@@ -25,25 +25,17 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
+
+from mlfleet.storage import write_json_atomic
 
 METRIC_DEFINITIONS = [
     {"Name": "fold_score", "Regex": r"fold=\d+ score=([-+0-9.eE]+)"},
     {"Name": "mean_score", "Regex": r"mean_score=([-+0-9.eE]+)"},
 ]
 XCOM_SIDECAR = "/airflow/xcom/return.json"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file beside `path` and rename it in: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1, default=str)
-    os.replace(tmp, path)
 
 
 def hyperparameters_of(job: dict[str, Any]) -> dict[str, str]:

@@ -9,14 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
-def split_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"expected an s3:// URI, got {uri!r}")
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    if not bucket:
-        raise ValueError(f"no bucket in {uri!r}")
-    return bucket, key
+from mlfleet.storage import split_s3_uri
 
 
 def _client() -> Any:
@@ -27,7 +20,7 @@ def _client() -> Any:
 
 def download_prefix(uri: str, dest: Path) -> list[Path]:
     """Copy every object under `uri` (a prefix, or one key) into `dest`, keeping relative paths."""
-    bucket, prefix = split_uri(uri)
+    bucket, prefix = split_s3_uri(uri)
     client = _client()
     paths = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -44,6 +37,6 @@ def download_prefix(uri: str, dest: Path) -> list[Path]:
 
 
 def upload_file(path: Path, uri: str) -> str:
-    bucket, key = split_uri(uri)
+    bucket, key = split_s3_uri(uri)
     _client().upload_file(str(path), bucket, key)
     return uri

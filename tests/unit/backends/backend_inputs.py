@@ -6,7 +6,7 @@ from typing import Any
 
 from mlfleet.config import Settings
 from mlfleet.spec import parse_spec
-from mlfleet.sweep import plan_round
+from mlfleet.sweep import SweepContext, plan_round
 from mlfleet.trials import expand
 
 SPEC: dict[str, Any] = parse_spec({
@@ -30,17 +30,23 @@ GPU_TRIAL = {"trial_id": "mlp-5e6f7a8b", "model": "mlp", "params": {"hidden_laye
              "model_index": 1, "optuna_number": None}
 
 
-def make_context(backend: str, **changes: Any) -> dict[str, Any]:
-    return {
+def make_context(backend: str, **changes: Any) -> SweepContext:
+    return SweepContext(**{
         "experiment": "churn-baseline",
         "run_id": "20261123T000000-5a6e",
         "spec": SPEC,
         "features": ["tenure_days", "sessions_7d", "spend_28d"],
+        "n_rows": 1000,
+        "data_path": "/tmp/mlfleet-results/churn-baseline/20261123T000000-5a6e/data/train.parquet",
+        "data_sha256": DATA_URI.rsplit("/", 2)[-2],
         "data_uri": DATA_URI,
         "results_dir": "/tmp/mlfleet-results/churn-baseline/20261123T000000-5a6e",
         "backend": backend,
+        "study": "churn-baseline.20261123T000000-5a6e",
+        "rounds": 1,
+        "n_trials": 3,
         **changes,
-    }
+    })
 
 
 def make_batch(*, gpu: int = 0, batch_id: str = "r0-abcdef0123") -> dict[str, Any]:

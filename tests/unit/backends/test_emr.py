@@ -121,11 +121,11 @@ def test_entry_point_arguments_parse_with_the_unchanged_script() -> None:
 
 def test_same_flags_as_the_local_spark_job_rooted_in_the_object_store(monkeypatch: pytest.MonkeyPatch,
                                                                       tmp_path: Path) -> None:
-    from mlfleet.airflow_tasks import spark_job_args
+    from mlfleet.airflow.feature_tasks import job_args
 
     monkeypatch.setenv("MLFLEET_HOME", str(tmp_path))
     monkeypatch.setenv("MLFLEET_ETL_LOOKBACK_DAYS", "35")
-    local = spark_job_args(DAY)
+    local = job_args.function(DAY)
     remote = request_for(emr_settings(etl_lookback_days=35))["job_driver"]["sparkSubmit"]["entryPointArguments"]
     home = local.index("--home")
     assert local[home + 1] == str(tmp_path)

@@ -180,7 +180,7 @@ def test_an_experiment_name_ending_in_a_hyphen_gives_a_valid_pod(k8s_settings: S
 
 @pytest.mark.parametrize("budget, seconds", [({"timeout_minutes": 30}, 1800), ({}, 3600), ({"timeout_minutes": 0.001}, 1)])
 def test_active_deadline_from_the_budget(budget: dict[str, Any], seconds: int, k8s_settings: Settings) -> None:
-    spec = {**make_context("kubernetes")["spec"], "budget": budget}
+    spec = {**make_context("kubernetes").spec, "budget": budget}
     assert arguments_for(k8s_settings, spec=spec)["active_deadline_seconds"] == seconds
 
 

@@ -154,7 +154,7 @@ def test_spot_waits_for_capacity_on_top_of_the_budget(remote_settings: Settings,
                                              ({}, 3600), ({"timeout_minutes": 0.001}, 1)])
 def test_stopping_condition_from_the_budget(budget: dict[str, Any], seconds: int, remote_settings: Settings,
                                             create_training_job: Any) -> None:
-    request = request_for(remote_settings, spec={**make_context("sagemaker")["spec"], "budget": budget})
+    request = request_for(remote_settings, spec={**make_context("sagemaker").spec, "budget": budget})
     assert request["StoppingCondition"]["MaxRuntimeInSeconds"] == seconds
     assert_valid_for_the_api(request, create_training_job)
 

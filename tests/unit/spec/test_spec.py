@@ -131,12 +131,12 @@ def test_doc_example_with_a_builtin_dataset_prepares(settings) -> None:
         "target: churned", "target: target"
     )
     context = prepare(text, settings=settings, run_id="r1")
-    assert context["experiment"] == "churn-baseline"
-    assert context["n_rows"] == 569
-    assert len(context["features"]) == 30 and "target" not in context["features"]
-    assert context["n_trials"] == 3 * 2 * 1 + 2 * 2 + 5
-    assert Path(context["data_path"]).is_file()
-    assert Path(context["results_dir"]) == settings.experiments_dir / "churn-baseline" / "r1"
+    assert context.experiment == "churn-baseline"
+    assert context.n_rows == 569
+    assert len(context.features) == 30 and "target" not in context.features
+    assert context.n_trials == 3 * 2 * 1 + 2 * 2 + 5
+    assert Path(context.data_path).is_file()
+    assert Path(context.results_dir) == settings.experiments_dir / "churn-baseline" / "r1"
 
 
 def test_doc_ranges_parse_for_bayes() -> None:

@@ -1,0 +1,1 @@
+"""The demo: synthetic purchase events and the whole loop run through real Airflow runs."""

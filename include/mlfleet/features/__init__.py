@@ -1,0 +1,1 @@
+"""Feast: the repository (apply, materialize), where its tables live, and training sets from it."""

@@ -1,0 +1,92 @@
+"""The last step of a sweep: leaderboard, plot, MLflow runs, and the best model registered."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlfleet.config import Settings
+from mlfleet.storage import write_json_atomic
+from mlfleet.sweep.batches import collect_rows
+from mlfleet.sweep.context import SweepContext
+from mlfleet.sweep.propose import open_study, proposed_trials
+
+
+def finalize(context: SweepContext, *, settings: Settings, register: bool = True) -> dict[str, Any]:
+    """Write the leaderboard (JSON, CSV), the plot, one MLflow run per trial, and register the best model."""
+    from mlfleet import results
+
+    spec = context.experiment_spec
+    rows = collect_rows(context)
+    trials = proposed_trials(context)
+    missing = {t.trial_id for t in trials} - {r["trial_id"] for r in rows}
+    if missing:
+        raise RuntimeError(f"{len(missing)} proposed trials have no result (e.g. {sorted(missing)[:3]}); re-run their batches")
+    results_dir = context.results_path
+    board = results.build_leaderboard(
+        experiment=context.experiment, run_id=context.run_id, metric=spec.metric,
+        results_uri=results_dir.as_uri(), rows=rows,
+    )
+    results.write_leaderboard(results_dir, board)
+    results.parallel_coordinates_html(board, results_dir / "parallel_coordinates.html")
+    results.log_trials(settings=settings, experiment=context.experiment, run_id=context.run_id, rows=rows, metric=spec.metric)
+    if spec.search.strategy != "bayes":
+        from mlfleet.tuning import record_trials
+
+        record_trials(open_study(context, settings), spec, rows, trials)
+    if register and board["best"]:
+        board["registered_model"] = register_best(context, board, settings=settings)
+        results.write_leaderboard(results_dir, board)
+    return board
+
+
+def summary(board: dict[str, Any]) -> dict[str, Any]:
+    """What the finalize task returns to XCom: where the results are and who won, not the rows."""
+    return {"results_uri": board["results_uri"], "best": board["best"], "n_trials": len(board["trials"]),
+            "registered_model": board.get("registered_model")}
+
+
+def fit_best(context: SweepContext, best: dict[str, Any], *, data_path: str | None = None) -> tuple[Any, Any]:
+    """Refit the best trial's estimator on the whole staged training set."""
+    import pandas as pd
+
+    from mlfleet.training.zoo import build_estimator
+
+    spec = context.experiment_spec
+    frame = pd.read_parquet(data_path or context.data_path)
+    X, y = frame[context.features], frame[spec.target]
+    n_classes = int(y.nunique()) if spec.task == "classification" else 0
+    model = build_estimator(best["model"], best["params"], task=spec.task, seed=spec.cv.seed, n_classes=n_classes)
+    return model.fit(X, y), X
+
+
+def register_best(context: SweepContext, board: dict[str, Any], *, settings: Settings) -> dict[str, Any]:
+    model, X = fit_best(context, board["best"])
+    return register_fitted(context, board["best"], model=model, X=X, settings=settings)
+
+
+def register_fitted(context: SweepContext, best: dict[str, Any], *, model: Any, X: Any, settings: Settings,
+                    extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """Register a fitted model as a version of the experiment's model, with what produced it as tags."""
+    from mlfleet import results
+
+    spec = context.experiment_spec
+    tags = {
+        "mlfleet.trial_id": best["trial_id"],
+        "mlfleet.metric": spec.metric,
+        "mlfleet.task": spec.task,
+        "mlfleet.target": spec.target,
+        "mlfleet.features": json.dumps(context.features),
+        "mlfleet.data_fingerprint": context.data_fingerprint,
+        "mlfleet.study": context.study,
+        "mlfleet.spec": json.dumps(context.spec, sort_keys=True),
+    }
+    if spec.dataset.feature_service:
+        tags["mlfleet.feature_service"] = spec.dataset.feature_service
+    tags.update(extra_tags or {})
+    info = results.register_model(
+        settings=settings, experiment=context.experiment, run_id=context.run_id, model=model,
+        X_sample=X.head(5).astype("float64"), reference=X, tags=tags, score=best["mean_score"],
+    )
+    write_json_atomic(context.results_path / "model" / "registered.json", {**info, "tags": tags})
+    return info

@@ -1,0 +1,105 @@
+"""The first step of a sweep: validate everything, then stage the training set once.
+
+Nothing is written for a spec that fails validation; a retried `prepare` rewrites the same files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlfleet.config import Settings
+from mlfleet.spec import ExperimentSpec, load_spec, parse_spec
+from mlfleet.storage import file_sha256, write_json_atomic, write_parquet_atomic
+from mlfleet.sweep.context import DATA_FILE, HOLDOUT_FILE, SweepContext
+from mlfleet.sweep.ids import new_run_id
+from mlfleet.sweep.rounds import check_round_limit, rounds_needed
+from mlfleet.trials import expand
+
+# Kept beside the features in the staged set: the Feast entity key and timestamp (holdout windows).
+ENTITY_COLUMNS = ("customer_id", "event_timestamp")
+
+
+def validate(spec_source: Any, *, settings: Settings, round_limit: int | None = None,
+             backend: str | None = None) -> ExperimentSpec:
+    """Every check that needs no data: structure, scorer, params, backend and its settings, GPU, rounds."""
+    from mlfleet.backends import check_backend
+    from mlfleet.spec.validate import check_static
+
+    spec = parse_spec(spec_source) if isinstance(spec_source, ExperimentSpec) else load_spec(spec_source)
+    check_static(spec)
+    check_backend(spec, backend or spec.backend or settings.backend, settings=settings, cuda_available=_cuda_available)
+    if round_limit is not None:
+        check_round_limit(spec, round_limit)
+    return spec
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def prepare(spec_source: Any, *, settings: Settings, run_id: str | None = None, round_limit: int | None = None,
+            holdout_days: int = 0, backend: str | None = None, results_root: Path | None = None,
+            send: bool = True) -> SweepContext:
+    """Validate the spec against its data, then stage the training set; returns the saved context.
+
+    Remote backends also get the training set in the object store, content-addressed (uploaded
+    once, whichever sweep needs it). `send=False` (plan) computes every name but uploads nothing.
+    """
+    from mlfleet.spec.validate import check_target
+    from mlfleet.sweep.datasets import feature_columns, load_frame
+
+    spec = validate(spec_source, settings=settings, round_limit=round_limit, backend=backend)
+    backend = backend or spec.backend or settings.backend
+    frame = load_frame(spec, settings)
+    features = feature_columns(spec, frame)
+    check_target(spec, frame)
+    run_id = run_id or new_run_id(salt=spec.name)
+    results_dir = (results_root or settings.experiments_dir) / spec.name / run_id
+    keep = [c for c in ENTITY_COLUMNS if c in frame.columns]
+    frame = frame[[*keep, *features, spec.target]]
+    holdout = None
+    if holdout_days and "event_timestamp" in frame.columns:
+        import pandas as pd
+
+        cutoff = frame["event_timestamp"].max() - pd.Timedelta(days=holdout_days)
+        holdout, frame = frame[frame["event_timestamp"] > cutoff], frame[frame["event_timestamp"] <= cutoff]
+        check_target(spec, frame)
+    data_dir = results_dir / "data"
+    data_path = write_parquet_atomic(frame, data_dir / DATA_FILE)
+    if holdout is not None:
+        write_parquet_atomic(holdout, data_dir / HOLDOUT_FILE)
+    remote: dict[str, str] = {}
+    data_sha256 = file_sha256(data_path)
+    if backend != "local":
+        from mlfleet.backends import naming
+
+        root = str(settings.object_store_uri)
+        remote = {"data_uri": naming.dataset_uri(root, data_sha256, DATA_FILE),
+                  "results_store_uri": naming.run_uri(root, spec.name, run_id)}
+        if send:
+            from mlfleet.backends import object_store
+
+            object_store.upload_once(settings, data_path, remote["data_uri"])
+    context = SweepContext(
+        experiment=spec.name,
+        run_id=run_id,
+        results_dir=str(results_dir),
+        spec=spec.model_dump(mode="json", exclude_none=True),
+        backend=backend,
+        features=features,
+        n_rows=int(len(frame)),
+        data_path=str(data_path),
+        data_sha256=data_sha256,
+        holdout_path=str(data_dir / HOLDOUT_FILE) if holdout is not None else None,
+        study=f"{spec.name}.{run_id}",
+        rounds=rounds_needed(spec),
+        n_trials=spec.search.n_trials if spec.search.strategy == "bayes" else len(expand(spec)),
+        **remote,
+    )
+    write_json_atomic(results_dir / "spec.json", context.spec)
+    return context.save()

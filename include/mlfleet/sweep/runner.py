@@ -1,0 +1,37 @@
+"""`mlfleet sweep`: the same steps as the DAG, one after another in this process (local backend)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from mlfleet.config import Settings
+from mlfleet.spec import SpecError
+from mlfleet.sweep.batches import run_batch
+from mlfleet.sweep.finalize import finalize
+from mlfleet.sweep.prepare import prepare, validate
+from mlfleet.sweep.propose import propose
+from mlfleet.sweep.record import record
+
+
+def run_sweep(spec_source: Any, *, settings: Settings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run a whole sweep in this process, rounds one after another; returns the leaderboard."""
+    say = progress or (lambda _msg: None)
+    spec = validate(spec_source, settings=settings)
+    if (spec.backend or settings.backend) != "local":
+        raise SpecError("backend", f"`mlfleet sweep` runs trials on this machine; a {spec.backend or settings.backend} sweep "
+                        "runs through the experiment_sweep DAG (see its requests with `mlfleet plan`)")
+    context = prepare(spec, settings=settings)
+    say(f"{context.experiment} {context.run_id}: {context.n_rows} rows, {len(context.features)} features, "
+        f"{context.rounds} round(s)")
+    done = 0
+    best: float | None = None
+    for round_index in range(context.rounds):
+        for batch in propose(context, round_index=round_index, settings=settings):
+            summary = run_batch(context, batch, settings=settings)
+            done += summary["trials"]
+            if summary["best"] and (best is None or summary["best"]["mean_score"] > best):
+                best = summary["best"]["mean_score"]
+            shown = "-" if best is None else f"{best:.5f}"
+            say(f"{done}/{context.n_trials} trials done, best {context.metric} {shown}")
+        record(context, settings=settings)
+    return finalize(context, settings=settings)
