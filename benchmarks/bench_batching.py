@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from mlfleet.config import Settings
-from mlfleet.sweep import collect_rows, prepare, propose, run_batch, spec_of
+from mlfleet.sweep import SweepContext, collect_rows, prepare, propose, run_batch
 from mlfleet.trials import Batch, expand, predict_trial_seconds
 
 C_VALUES = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0]
@@ -33,9 +33,9 @@ def bench_spec(name: str, *, c_values: list[float] = C_VALUES, tol_values: list[
     }
 
 
-def one_batch_per_trial(context: dict[str, Any]) -> list[dict[str, Any]]:
+def one_batch_per_trial(context: SweepContext) -> list[dict[str, Any]]:
     """What a task-per-trial design would run: every trial alone in its own batch."""
-    spec = spec_of(context)
+    spec = context.experiment_spec
     batches = []
     for index, trial in enumerate(expand(spec)):
         batch = Batch(batch_id=f"r0-trial{index:03d}", trials=[trial],
@@ -44,7 +44,7 @@ def one_batch_per_trial(context: dict[str, Any]) -> list[dict[str, Any]]:
     return batches
 
 
-def _run(context: dict[str, Any], make_batches: Any, settings: Settings) -> dict[str, Any]:
+def _run(context: SweepContext, make_batches: Any, settings: Settings) -> dict[str, Any]:
     started = time.perf_counter()
     batches = make_batches()
     for batch in batches:

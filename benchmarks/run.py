@@ -195,15 +195,6 @@ under load well above the core count with that in mind.
 """
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def main() -> int:
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="mlfleet-bench-"))
@@ -242,7 +233,9 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     total = time.perf_counter() - started
-    write_atomic(DOC, render(machine, sections, total))
+    from mlfleet.storage import write_text_atomic
+
+    write_text_atomic(DOC, render(machine, sections, total)).chmod(0o644)
     _say(f"wrote {DOC.relative_to(ROOT)} in {total:.0f} s")
     return 0
 

@@ -38,6 +38,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mlfleet.storage import split_s3_uri
+
 ENTRYPOINT = [sys.executable, "-m", "mlfleet.training.entrypoint"]
 
 
@@ -48,13 +50,8 @@ def s3_client(endpoint: str) -> Any:
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
-def split(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
-
-
 def download_prefix(client: Any, uri: str, dest: Path) -> int:
-    bucket, prefix = split(uri)
+    bucket, prefix = split_s3_uri(uri)
     count = 0
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
@@ -133,7 +130,7 @@ class TrainingRuntime(ProcessRuntime):
                     process.wait()
                     raise TimeoutError("MaxRuntimeExceeded") from None
             if checkpoint_uri:
-                bucket, prefix = split(checkpoint_uri)
+                bucket, prefix = split_s3_uri(checkpoint_uri)
                 for path in sorted((root / "checkpoints").glob("*")):
                     client.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{path.name}")
             job.final_metric_data_list = final_metrics(job, (root / "stdout.log").read_text())
@@ -147,7 +144,7 @@ class TrainingRuntime(ProcessRuntime):
             with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
                 for path in sorted((root / "model").rglob("*")):
                     archive.add(path, arcname=str(path.relative_to(root / "model")))
-            bucket, key = split(job.model_artifacts["S3ModelArtifacts"])
+            bucket, key = split_s3_uri(job.model_artifacts["S3ModelArtifacts"])
             client.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
         except InterruptedError:
             reason = "stopped"

@@ -37,7 +37,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from aws_runtime import ProcessRuntime, s3_client, split
+from aws_runtime import ProcessRuntime, s3_client
+
+from mlfleet.storage import split_s3_uri
 
 # Settings that point into the Python environment archive this stand-in does not use.
 PYTHON_ENV_CONFS = ("spark.emr-serverless.driverEnv.PYSPARK_PYTHON", "spark.executorEnv.PYSPARK_PYTHON",
@@ -88,7 +90,7 @@ class Mirror:
 
     def pull(self) -> None:
         for uri in self.prefixes:
-            bucket, prefix = split(uri)
+            bucket, prefix = split_s3_uri(uri)
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     path = self.local(bucket, item["Key"])
@@ -99,7 +101,7 @@ class Mirror:
     def push(self) -> dict[str, int]:
         now: dict[str, Path] = {}
         for uri in self.prefixes:
-            bucket, prefix = split(uri)
+            bucket, prefix = split_s3_uri(uri)
             base = self.local(bucket, prefix)
             for path in base.rglob("*") if base.exists() else []:
                 if path.is_file() and not path.name.endswith(".crc"):  # Hadoop's local checksums
