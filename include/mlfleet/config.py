@@ -50,6 +50,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path(".mlfleet"), description="Root of all local state.")
     feature_repo: Path = Field(default=PROJECT_ROOT / "feature_repo")
+    # The Feast config file, a name inside feature_repo (or an absolute path): feature_store.yaml
+    # (SQLite online store) locally, feature_store.production.yaml (Redis) in production.
+    feast_config: Path = Path("feature_store.yaml")
     backend: Backend = "local"
     mlflow_tracking_uri: str | None = Field(
         default=None, description="Defaults to a SQLite store under home."
@@ -141,6 +144,17 @@ class Settings(BaseSettings):
         if self.etl_backend == "emr_serverless" and self.object_store_uri:
             return self.object_store_uri
         return str(self.home_dir)
+
+    @property
+    def feast_config_path(self) -> Path:
+        """The Feast config file `feast_config` names, checked to exist (Feast's own error names no setting)."""
+        repo = self.feature_repo.expanduser().resolve()
+        path = repo / self.feast_config.expanduser()
+        if not path.is_file():
+            known = ", ".join(sorted(p.name for p in repo.glob("*.yaml"))) or "none"
+            raise FileNotFoundError(f"feast_config: {path} does not exist; set MLFLEET_FEAST_CONFIG to a file of "
+                                    f"{repo} ({known}) or an absolute path")
+        return path
 
     @property
     def labels_uri(self) -> str:

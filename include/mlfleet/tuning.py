@@ -9,7 +9,6 @@ of a spec.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from mlfleet.spec import ExperimentSpec, Range, param_domain
@@ -28,20 +27,16 @@ def _optuna() -> Any:
 def open_study(*, storage: str, name: str, seed: int) -> Any:
     """Create or load a study; direction is maximise (scikit-learn scorers are higher-is-better)."""
     from sqlalchemy.exc import SQLAlchemyError
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
     optuna = _optuna()
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=4)
-    for attempt in range(3):
-        try:
-            return optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
-                                       load_if_exists=True)
-        except SQLAlchemyError:
-            # Two processes creating a new storage's tables (or one study) at once: one wins, the
-            # other retries and loads (optuna/optuna#1092).
-            if attempt == 2:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+    # Two processes creating a new storage's tables (or one study) at once: one wins, the other
+    # retries and loads (optuna/optuna#1092). Three attempts, 0.5 s then 1 s apart; the last error raises.
+    retrying = Retrying(retry=retry_if_exception_type(SQLAlchemyError), stop=stop_after_attempt(3),
+                        wait=wait_incrementing(start=0.5, increment=0.5), reraise=True)
+    return retrying(optuna.create_study, storage=storage, study_name=name, direction="maximize", sampler=sampler,
+                    load_if_exists=True)
 
 
 def distributions(spec: ExperimentSpec) -> dict[str, Any]:

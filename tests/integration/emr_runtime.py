@@ -121,7 +121,7 @@ class Mirror:
     def hadoop_conf(self) -> dict[str, str]:
         conf = {"spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.viewfs.ViewFileSystemOverloadScheme",
                 "spark.hadoop.fs.viewfs.overload.scheme.target.s3.impl": "org.apache.hadoop.fs.RawLocalFileSystem"}
-        for bucket in sorted({split(uri)[0] for uri in self.prefixes}):
+        for bucket in sorted({split_s3_uri(uri)[0] for uri in self.prefixes}):
             (self.root / bucket).mkdir(parents=True, exist_ok=True)
             conf[f"spark.hadoop.fs.viewfs.mounttable.{bucket}.linkFallback"] = (self.root / bucket).as_uri()
         return conf
@@ -154,13 +154,13 @@ class JobRunRuntime(ProcessRuntime):
         try:
             driver = job_run.job_driver["sparkSubmit"]
             archives, confs = submit_parameters(driver.get("sparkSubmitParameters", ""))
-            script = cwd / Path(split(driver["entryPoint"])[1]).name
-            client.download_file(*split(driver["entryPoint"]), str(script))
+            script = cwd / Path(split_s3_uri(driver["entryPoint"])[1]).name
+            client.download_file(*split_s3_uri(driver["entryPoint"]), str(script))
             for archive in archives:
                 uri, _, name = archive.partition("#")
                 if uri.endswith(".zip"):
-                    data = root / Path(split(uri)[1]).name
-                    client.download_file(*split(uri), str(data))
+                    data = root / Path(split_s3_uri(uri)[1]).name
+                    client.download_file(*split_s3_uri(uri), str(data))
                     with zipfile.ZipFile(data) as opened:
                         opened.extractall(cwd / (name or data.stem))
             arguments = [str(a) for a in driver.get("entryPointArguments", [])]
@@ -211,7 +211,7 @@ class JobRunRuntime(ProcessRuntime):
         log_uri = monitoring.get("s3MonitoringConfiguration", {}).get("logUri")
         if not log_uri or not log_path.is_file():
             return
-        bucket, prefix = split(log_uri)
+        bucket, prefix = split_s3_uri(log_uri)
         key = f"{prefix.rstrip('/')}/applications/{job_run.application_id}/jobs/{job_run.id}/SPARK_DRIVER/stdout.gz"
         client.put_object(Bucket=bucket, Key=key.lstrip("/"), Body=gzip.compress(log_path.read_bytes()))
 

@@ -1,14 +1,14 @@
-"""The project's Feast repo served from a real Redis online store (production's online store).
+"""The project's Feast repo served from a real Redis online store, through production's own config.
 
-A copy of feature_repo/ whose feature_store.yaml points its online store at the `redis_url`
-server (registry and offline store unchanged): feast apply, a small offline table per online
+feature_repo/ as checked in, with MLFLEET_FEAST_CONFIG=feature_store.production.yaml and
+MLFLEET_REDIS_CONNECTION at the `redis_url` server: feast apply, a small offline table per online
 view in the layout the ETL writes, materialize, then the churn_v1 feature service reads back
-exactly the newest day's values from Redis.
+exactly the newest day's values from Redis. Also: the file is refused while a variable it names
+is unset, and a config file that does not exist names MLFLEET_FEAST_CONFIG.
 """
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,9 +17,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+PRODUCTION = "feature_store.production.yaml"
 CUSTOMERS = [1, 2, 3, 4, 5]
 DAYS = [date(2026, 8, 1), date(2026, 8, 2), date(2026, 8, 3)]
 UNKNOWN = 999  # never written
@@ -72,14 +72,16 @@ def test_feature_service_served_from_redis(redis_url: str, tmp_path: Path, monke
     client = redis.Redis(host=host, port=int(port))
     client.flushdb()
 
-    repo = tmp_path / "feature_repo"
-    shutil.copytree(ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("__pycache__", "data"))
-    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
-    config["online_store"] = {"type": "redis", "connection_string": redis_url}
-    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     monkeypatch.setenv("MLFLEET_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MLFLEET_FEATURE_REPO", str(repo))
+    monkeypatch.delenv("MLFLEET_FEATURE_REPO", raising=False)  # the repo as checked in
+    monkeypatch.setenv("MLFLEET_FEAST_CONFIG", PRODUCTION)
+    monkeypatch.setenv("MLFLEET_REDIS_CONNECTION", redis_url)
     settings = get_settings()
+    assert settings.feast_config_path == ROOT / "feature_repo" / PRODUCTION
+
+    config = features.repo_config(settings)  # Feast's ${VAR} expansion of the file
+    assert (config.online_store.type, config.online_store.connection_string) == ("redis", redis_url)
+    assert config.registry.path == f"{tmp_path / 'home'}/feast/registry.db"  # the feature root, as locally
 
     names = features.apply(settings)
     assert {"customer_spend", "customer_channels"} <= set(names)
@@ -117,3 +119,37 @@ def test_feature_service_served_from_redis(redis_url: str, tmp_path: Path, monke
     features.materialize(settings, start=start, end=start + timedelta(days=1))
     again = fs.get_online_features(features=service, entity_rows=[{"customer_id": c} for c in CUSTOMERS]).to_dict()
     assert again["spend_28d"] == pytest.approx([spend_rows(c, newest)["spend_28d"] for c in CUSTOMERS])
+
+
+def test_production_config_needs_the_redis_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Feast would keep `${MLFLEET_REDIS_CONNECTION}` as a literal Redis host; the file is refused instead."""
+    from mlfleet.config import get_settings
+    from mlfleet.features import repository as features
+    from mlfleet.spec import SpecError
+
+    monkeypatch.setenv("MLFLEET_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLEET_FEATURE_REPO", raising=False)
+    monkeypatch.setenv("MLFLEET_FEAST_CONFIG", PRODUCTION)
+    monkeypatch.delenv("MLFLEET_REDIS_CONNECTION", raising=False)
+    with pytest.raises(SpecError, match=r"^feast_config: .*feature_store\.production\.yaml names unset environment "
+                                        r"variable\(s\) MLFLEET_REDIS_CONNECTION; export them"):
+        features.store(get_settings())
+
+
+def test_a_missing_config_file_names_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlfleet.config import get_settings
+    from mlfleet.features import repository as features
+
+    monkeypatch.setenv("MLFLEET_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLEET_FEATURE_REPO", raising=False)
+    monkeypatch.setenv("MLFLEET_FEAST_CONFIG", "feature_store.staging.yaml")
+    with pytest.raises(FileNotFoundError, match=r"^feast_config: .*feature_store\.staging\.yaml does not exist; "
+                                                r"set MLFLEET_FEAST_CONFIG to a file of .*feature_repo "
+                                                r"\(.*feature_store\.production\.yaml.*\) "
+                                                r"or an absolute path"):
+        features.apply(get_settings())
+    # an absolute path is taken as it is
+    elsewhere = tmp_path / "feature_store.yaml"
+    elsewhere.write_text((ROOT / "feature_repo" / "feature_store.yaml").read_text())
+    monkeypatch.setenv("MLFLEET_FEAST_CONFIG", str(elsewhere))
+    assert get_settings().feast_config_path == elsewhere

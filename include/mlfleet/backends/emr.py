@@ -84,7 +84,10 @@ def spark_submit_parameters(repo_uri: str, extra: str) -> str:
     """
     archives = [f"{repo_uri}#{REPO_DIR}"]
     rest: list[str] = []
-    tokens = shlex.split(extra)
+    try:
+        tokens = shlex.split(extra)
+    except ValueError as err:  # an unbalanced quote: "No closing quotation"
+        raise SpecError("emr_spark_submit_parameters", f"{extra!r} does not split as a shell would: {err}") from None
     spaced = [token for token in tokens if any(c.isspace() for c in token)]
     if spaced:
         raise SpecError("emr_spark_submit_parameters", f"{spaced[0]!r} holds a space; EMR Serverless splits "

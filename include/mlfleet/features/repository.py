@@ -7,13 +7,21 @@ from the Feast registry, so a new view file flows through without code changes h
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
+import yaml
+
 from mlfleet.config import Settings
 from mlfleet.features import tables
+from mlfleet.spec import SpecError
+
+# `${NAME}` as Feast expands it (os.path.expandvars leaves an unset one as it is).
+_VARIABLE = re.compile(r"\$\{(\w+)\}")
 
 
 @contextlib.contextmanager
@@ -30,23 +38,50 @@ def _repo_on_path(repo: Path) -> Iterator[None]:
             sys.path.remove(str(repo))
 
 
+def repo_config(settings: Settings) -> Any:
+    """Feast's RepoConfig of the configured file (`MLFLEET_FEAST_CONFIG`), read as Feast reads it.
+
+    Feast keeps an unset `${NAME}` as literal text, which would surface later as a Redis host or a
+    registry path named `${NAME}`; such a file is refused here, naming the variable.
+    """
+    from feast.repo_config import load_repo_config
+
+    tables.connect(settings)  # exports MLFLEET_HOME and MLFLEET_FEATURE_ROOT, which the files expand
+    path = settings.feast_config_path
+    unset = sorted({name for value in _strings(yaml.safe_load(path.read_text()))
+                    for name in _VARIABLE.findall(value) if name not in os.environ})
+    if unset:
+        raise SpecError("feast_config", f"{path} names unset environment variable(s) {', '.join(unset)}; "
+                                        "export them where the task runs")
+    return load_repo_config(settings.feature_repo, path)
+
+
+def _strings(node: Any) -> Iterator[str]:
+    """Every string value of a parsed YAML document (comments are gone by then)."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+
+
 def store(settings: Settings) -> Any:
-    """A FeatureStore on the configured repo, its feature root (local or S3) made reachable first."""
+    """A FeatureStore on the configured repo and file, its feature root (local or S3) made reachable first."""
     from feast import FeatureStore
 
-    tables.connect(settings)
-    return FeatureStore(repo_path=str(settings.feature_repo))
+    return FeatureStore(repo_path=str(settings.feature_repo), config=repo_config(settings))
 
 
 def apply(settings: Settings) -> list[str]:
     """`feast apply`: register every object the repo defines; returns the feature view names."""
-    from feast.repo_config import load_repo_config
     from feast.repo_operations import apply_total
 
-    tables.connect(settings)
+    config = repo_config(settings)
     repo = settings.feature_repo
-    (settings.home_dir / "feast").mkdir(parents=True, exist_ok=True)  # the online store, always local
-    config = load_repo_config(repo, repo / "feature_store.yaml")
+    (settings.home_dir / "feast").mkdir(parents=True, exist_ok=True)  # the SQLite online store's directory
     with _repo_on_path(repo):
         apply_total(config, repo, skip_source_validation=True)
     return [view.name for view in store(settings).list_feature_views()]

@@ -160,6 +160,44 @@ def test_configured_archives_join_the_repo_archive(extra: str, expected: str) ->
     assert emr.spark_submit_parameters(REPO_URI, extra) == expected
 
 
+@pytest.mark.parametrize(("extra", "expected"), [
+    ("--conf 'spark.executor.memory=4g' --conf \"spark.driver.cores=2\"",
+     f"{ARCHIVE} --conf spark.executor.memory=4g --conf spark.driver.cores=2"),
+    ("--archives 's3://b/env.tar.gz#environment,s3://b/more.zip'",
+     f"{ARCHIVE},s3://b/env.tar.gz#environment,s3://b/more.zip"),
+    ("--conf \"spark.archives=s3://b/env.tar.gz#environment\" --conf spark.executor.cores=2",
+     f"{ARCHIVE},s3://b/env.tar.gz#environment --conf spark.executor.cores=2"),
+    # `#` starts no comment: an archive's `#alias` is kept, quoted or not
+    ("--archives=s3://b/env.tar.gz#environment --conf x=1", f"{ARCHIVE},s3://b/env.tar.gz#environment --conf x=1"),
+])
+def test_quoted_tokens_are_read_as_a_shell_would(extra: str, expected: str) -> None:
+    """The setting is split like a shell command line: quotes group and are dropped; archives still merge."""
+    assert emr.spark_submit_parameters(REPO_URI, extra) == expected
+
+
+@pytest.mark.parametrize(("extra", "token"), [
+    ("--conf 'spark.driver.extraJavaOptions=-Dx=1 -Dy=2'", "spark.driver.extraJavaOptions=-Dx=1 -Dy=2"),
+    ("--conf spark.executor.memory=4g --archives \"s3://b/my env.tar.gz#environment\"",
+     "s3://b/my env.tar.gz#environment"),
+    ("--conf spark.app.name=one\\ two", "spark.app.name=one two"),
+])
+def test_a_token_holding_a_space_is_refused_naming_the_setting(extra: str, token: str) -> None:
+    """EMR Serverless splits sparkSubmitParameters on spaces: a quoted space would become two arguments."""
+    with pytest.raises(SpecError, match=r"^emr_spark_submit_parameters: ") as err:
+        emr.spark_submit_parameters(REPO_URI, extra)
+    assert err.value.field == "emr_spark_submit_parameters"
+    assert f"{token!r} holds a space" in str(err.value)
+    # and so is the whole request built from the setting, before anything is staged or sent
+    with pytest.raises(SpecError, match=r"^emr_spark_submit_parameters: .* holds a space"):
+        request_for(emr_settings(emr_spark_submit_parameters=extra))
+
+
+def test_an_unbalanced_quote_is_refused_naming_the_setting() -> None:
+    with pytest.raises(SpecError, match=r"^emr_spark_submit_parameters: .* does not split as a shell would: "
+                                        r"No closing quotation"):
+        emr.spark_submit_parameters(REPO_URI, "--conf 'spark.executor.memory=4g")
+
+
 def test_client_token_is_the_same_for_a_retry_and_new_for_anything_else() -> None:
     token = request_for()["client_request_token"]
     assert request_for()["client_request_token"] == token
