@@ -4,31 +4,34 @@
 Triggered by `drift_monitor` with conf `{"model": <registered model>, "drifted_features": [...]}`.
 
 1. **prepare** turns the champion's spec into a Bayesian search (numeric grids become ranges),
-   warm-starts a new Optuna study (SQLite) from the champion's, and holds out the newest window.
-2. **rounds**: Optuna asks `MLFLEET_RETRAIN_BATCH_SIZE` trials per round (TPE), one mapped task
-   per batch runs them in parallel, and their scores are told back before the next round.
-3. **decide** scores challenger and champion on the same holdout; the MLflow `champion` alias
-   moves only when the challenger wins. Both scores and the decision are recorded.
+   warm-starts a new Optuna study from the champion's, holds out the newest window, and asks
+   the first `MLFLEET_RETRAIN_BATCH_SIZE` trials (TPE).
+2. **run_batch**: one mapped task per batch runs them in parallel.
+3. **end_round**: until `MLFLEET_RETRAIN_TRIALS` trials have run, triggers the next round as a run
+   of this DAG (conf `sweep`, `round`), whose prepare tells Optuna the scores so far and asks
+   again. After the last round it decides: challenger and champion scored on the same holdout;
+   the MLflow `champion` alias moves only when the challenger wins. Both scores and the decision
+   are recorded.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Param, chain
+from airflow.sdk import Param
 
 from mlfleet.airflow.dag_defaults import mlfleet_dag
-from mlfleet.airflow.retrain_tasks import decide, prepare
-from mlfleet.airflow.rounds import trial_rounds
-from mlfleet.sweep.rounds import RETRAIN_MAX_ROUNDS
+from mlfleet.airflow.retrain_tasks import DecideRetrain, prepare
+from mlfleet.airflow.rounds import sweep_round
+
+DAG_ID = "retrain"
 
 
-@mlfleet_dag(dag_id="retrain", doc_md=__doc__, schedule=None, tag="retraining", params={
+@mlfleet_dag(dag_id=DAG_ID, doc_md=__doc__, schedule=None, tag="retraining", params={
     "model": Param("churn-baseline", type="string", minLength=1, description="registered model to retrain"),
     "drifted_features": Param([], type="array", description="features the drift check flagged"),
     "drift_report": Param(None, type=["null", "string"], description="the drift report behind this run"),
 })
 def retrain():
-    sweep = prepare()
-    chain(trial_rounds(sweep, rounds=RETRAIN_MAX_ROUNDS), decide(sweep))
+    sweep_round(prepare(), dag_id=DAG_ID, end=DecideRetrain)
 
 
 retrain()

@@ -36,7 +36,5 @@ def test_bad_spec_run_fails_first_task_and_runs_no_trial(airflow_db, settings) -
     assert run.state == "failed"
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states["prepare"] == TaskInstanceState.FAILED
-    batch_tasks = {task: state for task, state in states.items() if task.split(".")[-1].startswith("run_")}
-    assert len(batch_tasks) == 3 * 6  # three backends x six rounds, and none of them ran
-    assert TaskInstanceState.SUCCESS not in batch_tasks.values()
+    assert states["run_batch"] != TaskInstanceState.SUCCESS and states["end_round"] != TaskInstanceState.SUCCESS
     assert not settings.experiments_dir.exists()

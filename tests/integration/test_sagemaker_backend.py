@@ -28,7 +28,7 @@ def one_job(settings, spec=SPEC, run_id=RUN_ID):
 
     context = sweep.prepare(spec, settings=settings, run_id=run_id)
     [batch] = sweep.propose(context, round_index=0, settings=settings)
-    [job] = dispatch.sagemaker_jobs(context, [batch], settings=settings)
+    job = dispatch.sagemaker_job(context, batch, settings=settings)
     return context, batch, job
 
 

@@ -1,11 +1,11 @@
 """One spec, three backends, the same leaderboard trial for trial.
 
 local: the experiment_sweep DAG under `dag.test()`, trials in local processes.
-sagemaker: the same DAG; BatchTrainingJobOperator (deferrable) sends every request to a moto
+sagemaker: the same DAG; run_batch hands each batch to BatchTrainingJobOperator (deferrable), which sends every request to a moto
 server whose runtime stand-in runs the job from exactly that request; results come back from
 the job's model.tar.gz.
-kubernetes: no API server can run here, so the DAG's tasks are called in order and each pod is
-the one KubernetesPodOperator builds from the mapped arguments (validated with
+kubernetes: no API server can run here, so the sweep's steps are called in order and each pod is
+the one KubernetesPodOperator builds from the arguments run_batch would hand it (validated with
 kubernetes-validate), run by the kubelet stand-in from its own command, args and env; data and
 results travel through the same moto S3, the result through the XCom sidecar file.
 """
@@ -46,40 +46,38 @@ def dag_sweep(spec: dict) -> dict:
     run = dag.test(run_conf={"spec": spec})
     states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states
-    finalize = next(ti for ti in run.get_task_instances() if ti.task_id == "finalize")
-    uri = finalize.xcom_pull(task_ids="finalize")["results_uri"]
+    end = next(ti for ti in run.get_task_instances() if ti.task_id == "end_round")
+    uri = end.xcom_pull(task_ids="end_round")["results_uri"]
     return {"board": read_leaderboard(Path(uri.removeprefix("file://"))), "states": states}
 
 
 def kubernetes_sweep(spec: dict, aws, tmp_path: Path) -> dict:
-    """The DAG's tasks in order, each pod built by KPO and run by the kubelet stand-in."""
+    """The sweep's steps in order, each batch's pod built by KPO from the arguments run_batch would
+    hand it, validated, and run by the kubelet stand-in."""
     import kubernetes_validate
 
-    from mlfleet.airflow import rounds, sweep_tasks
-    from mlfleet.sweep.rounds import SWEEP_MAX_ROUNDS
+    from mlfleet import sweep
     from mlfleet.backends.kubernetes import manifest_problems, pod_manifest
     from mlfleet.backends.kubernetes_operator import store_pod_result
+    from mlfleet.config import get_settings
+    from mlfleet.sweep import dispatch
 
-    ref = sweep_tasks.prepare.function(params={"spec": spec}, run_id="manual__2026-11-23T10:00:00+00:00")
+    settings = get_settings()
+    context = sweep.prepare(spec, settings=settings, run_id=sweep.run_id_from_airflow("manual__2026-11-23T10:00:00+00:00"))
     cluster_env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                    "AWS_DEFAULT_REGION": aws.region, "AWS_ENDPOINT_URL": aws.endpoint}
     manifests = []
-    for round_index in range(SWEEP_MAX_ROUNDS):
-        batches = rounds.propose.function(ref, round_index)
-        assert rounds.local_batches.function(ref, batches) == [] and rounds.sagemaker_jobs.function(ref, batches) == []
-        for arguments in rounds.kubernetes_pods.function(ref, batches):
-            manifest = pod_manifest({k: v for k, v in arguments.items() if k not in ("results_dir", "batch_id")})
-            kubernetes_validate.validate(manifest, "1.30", strict=True)
-            assert manifest_problems(manifest) == []
-            xcom = run_pod(manifest, work=tmp_path / manifest["metadata"]["name"], cluster_env=cluster_env)
-            store_pod_result(xcom, results_dir=arguments["results_dir"], batch_id=arguments["batch_id"],
-                             pod_name=manifest["metadata"]["name"])
-            manifests.append(manifest)
-        rounds.record.function(ref)
-    from mlfleet import sweep
-    from mlfleet.config import get_settings
-
-    board = sweep.finalize(sweep.SweepContext.load(ref), settings=get_settings())
+    assert context.rounds == 1
+    for batch in sweep.propose(context, round_index=0, settings=settings):
+        arguments = dispatch.kubernetes_pod(context, batch, settings=settings)
+        manifest = pod_manifest({k: v for k, v in arguments.items() if k not in ("results_dir", "batch_id")})
+        kubernetes_validate.validate(manifest, "1.30", strict=True)
+        assert manifest_problems(manifest) == []
+        xcom = run_pod(manifest, work=tmp_path / manifest["metadata"]["name"], cluster_env=cluster_env)
+        store_pod_result(xcom, results_dir=arguments["results_dir"], batch_id=arguments["batch_id"],
+                         pod_name=manifest["metadata"]["name"])
+        manifests.append(manifest)
+    board = sweep.finalize(context, settings=settings)
     return {"board": board, "manifests": manifests}
 
 
@@ -89,12 +87,12 @@ def comparable(board: dict) -> list[dict]:
 
 def test_same_leaderboard_on_local_sagemaker_and_kubernetes(airflow_db, aws, settings, tmp_path, monkeypatch) -> None:
     local = dag_sweep({**SPEC, "backend": "local"})
-    assert local["states"][("round_0.run_local", 0)] == "success"
-    assert ("round_0.run_sagemaker", -1) in local["states"]  # mapped over nothing: skipped
+    assert local["states"][("run_batch", 0)] == "success"
+    assert sorted(task for task, _ in local["states"]) == ["end_round", "prepare", "run_batch", "run_batch"]
 
     sagemaker = dag_sweep({**SPEC, "backend": "sagemaker"})
     sent = aws.created_training_jobs()
-    ran = {k: v for k, v in sagemaker["states"].items() if k[0] == "round_0.run_sagemaker"}
+    ran = {k: v for k, v in sagemaker["states"].items() if k[0] == "run_batch"}
     assert len(ran) == 2 and set(ran.values()) == {"success"}  # two resource shapes: two jobs
     assert sorted(r["ResourceConfig"]["InstanceType"] for r in sent[-2:]) == ["ml.m5.large", "ml.m5.large"]
     assert all(row["billable_seconds"] >= 1 and row["job_name"] for row in sagemaker["board"]["trials"])

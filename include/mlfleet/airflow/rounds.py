@@ -1,81 +1,61 @@
-"""The sweep's rounds as Airflow tasks, shared by experiment_sweep and retrain.
+"""One round of a sweep as Airflow tasks, shared by experiment_sweep and retrain.
 
-The provider operators are imported at module top: DAG files import this module at their top.
+    prepare ──▶ run_batch (mapped: one task per batch) ──▶ end_round
+
+`prepare` returns the round's batches and pushes the sweep's ref (XCom key "sweep") and the
+round index ("round"); `end_round` triggers the next round as a run of the same DAG while rounds
+remain, and finishes the sweep (finalize, or a retrain's decision) after the last. One task ends
+the round either way, so no task process starts only to be skipped. See mlfleet.sweep.rounds
+and docs/rounds.md for why rounds are continuation runs.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import TaskGroup, chain, task
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import chain
 
-from mlfleet.backends.kubernetes_operator import BatchPodOperator
-from mlfleet.backends.sagemaker_operator import BatchTrainingJobOperator
-from mlfleet.config import get_settings
-from mlfleet.sweep import SweepContext
+from mlfleet.airflow.batch_operator import TrialBatchOperator
 
 
-@task(trigger_rule="none_failed")
-def propose(sweep_ref: dict[str, str], round_index: int) -> list[dict[str, Any]]:
-    from mlfleet.sweep import propose as propose_round
+class EndRoundOperator(TriggerDagRunOperator):
+    """After the last round: `finish` the sweep. Before: trigger the next round, once.
 
-    return propose_round(SweepContext.load(sweep_ref), round_index=round_index, settings=get_settings())
-
-
-@task
-def local_batches(sweep_ref: dict[str, str], batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from mlfleet.sweep import dispatch
-
-    return dispatch.local_batches(SweepContext.load(sweep_ref), batches)
-
-
-@task
-def sagemaker_jobs(sweep_ref: dict[str, str], batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from mlfleet.sweep import dispatch
-
-    return dispatch.sagemaker_jobs(SweepContext.load(sweep_ref), batches, settings=get_settings())
-
-
-@task
-def kubernetes_pods(sweep_ref: dict[str, str], batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from mlfleet.sweep import dispatch
-
-    return dispatch.kubernetes_pods(SweepContext.load(sweep_ref), batches, settings=get_settings())
-
-
-@task
-def run_local(sweep_ref: dict[str, str], batch: dict[str, Any]) -> dict[str, Any]:
-    from mlfleet.sweep import run_batch
-
-    return run_batch(SweepContext.load(sweep_ref), batch, settings=get_settings())
-
-
-@task(trigger_rule="none_failed")
-def record(sweep_ref: dict[str, str]) -> int:
-    from mlfleet.sweep import record as record_round
-
-    return record_round(SweepContext.load(sweep_ref), settings=get_settings())
-
-
-def trial_rounds(sweep_ref: Any, *, rounds: int) -> Any:
-    """Wire `rounds` × (propose -> one mapped task per batch -> record) after `sweep_ref`.
-
-    Each round holds one mapped task per backend (local processes, SageMaker training jobs,
-    Kubernetes pods); the sweep's backend gets the batches and the others map over nothing and are
-    skipped, so switching backend is configuration. Airflow has no loops, so a DAG holds its
-    maximum number of rounds; a round with nothing to propose skips its batch tasks. Returns the
-    last record task.
+    The next round's run id is the sweep's and the round's, so a retried task finds the run it
+    created (and is skipped) instead of starting a second; the current run ends as soon as the
+    next one is queued. Subclasses say what finishing means.
     """
-    previous = sweep_ref
-    for index in range(rounds):
-        with TaskGroup(group_id=f"round_{index}"):
-            batches = propose(sweep_ref, index)
-            local = run_local.partial(sweep_ref=sweep_ref).expand(batch=local_batches(sweep_ref, batches))
-            jobs = BatchTrainingJobOperator.partial(task_id="run_sagemaker").expand_kwargs(
-                sagemaker_jobs(sweep_ref, batches))
-            pods = BatchPodOperator.partial(task_id="run_kubernetes").expand_kwargs(kubernetes_pods(sweep_ref, batches))
-            told = record(sweep_ref)
-            chain(previous, batches)
-            chain([local, jobs, pods], told)
-        previous = told
-    return previous
+
+    template_fields = (*TriggerDagRunOperator.template_fields, "sweep_ref", "round_index")
+
+    def __init__(self, *, sweep_ref: Any, round_index: Any, **kwargs: Any) -> None:
+        kwargs.update(wait_for_completion=False, skip_when_already_exists=True, logical_date=None)
+        super().__init__(**kwargs)
+        self.sweep_ref = sweep_ref
+        self.round_index = round_index
+
+    def execute(self, context: Any) -> Any:
+        from mlfleet.sweep import SweepContext
+        from mlfleet.sweep.rounds import next_round
+
+        sweep = SweepContext.load(self.sweep_ref)
+        following = next_round(sweep_ref=sweep.ref(), round_index=int(self.round_index), rounds=sweep.rounds)
+        if following is None:
+            return self.finish(sweep)
+        self.log.info("Round %s of %s done; the next runs as %s.", int(self.round_index) + 1, sweep.rounds,
+                      following["trigger_run_id"])
+        self.trigger_run_id, self.conf = following["trigger_run_id"], following["conf"]
+        return super().execute(context)
+
+    def finish(self, sweep: Any) -> Any:
+        raise NotImplementedError
+
+
+def sweep_round(prepared: Any, *, dag_id: str, end: type[EndRoundOperator]) -> Any:
+    """Wire run_batch and end_round after `prepared` (the first task's XComArg)."""
+    batches = TrialBatchOperator.partial(task_id="run_batch", sweep_ref=prepared["sweep"]).expand(batch=prepared)
+    ended = end(task_id="end_round", trigger_dag_id=dag_id, sweep_ref=prepared["sweep"],
+                round_index=prepared["round"], trigger_rule="none_failed")
+    chain(batches, ended)
+    return ended

@@ -1,15 +1,15 @@
-"""experiment_sweep's own tasks: prepare (validate, stage) and finalize (leaderboard, registry)."""
+"""experiment_sweep's own tasks: prepare (validate and stage, or continue a round) and finalize."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from airflow.sdk import task
 
 from mlfleet.airflow.failures import fail_without_retry
+from mlfleet.airflow.rounds import EndRoundOperator
 from mlfleet.config import PROJECT_ROOT, get_settings
-from mlfleet.sweep.rounds import SWEEP_MAX_ROUNDS
 
 
 def resolve_spec_source(spec: Any) -> Any:
@@ -19,20 +19,46 @@ def resolve_spec_source(spec: Any) -> Any:
     return spec
 
 
-@task
-def prepare(params: dict[str, Any] | None = None, run_id: str | None = None) -> dict[str, str]:
-    """Validate and stage the sweep of the `spec` param; returns its SweepRef (a bad spec fails, no retry)."""
+def start_round(params: dict[str, Any], run_id: str, ti: Any, prepare_sweep: Callable[[dict[str, Any], str], Any]
+                ) -> list[dict[str, Any]]:
+    """The first task of any sweep run; returns the round's batches (what run_batch maps over).
+
+    Round 0 prepares the sweep (`prepare_sweep(params, run_id)`; a spec error fails the task, no
+    retry); a continuation run (conf `sweep`, `round`) loads it. The sweep's ref and the round go
+    to XCom for run_batch and end_round.
+    """
+    from mlfleet.sweep import SweepContext, propose
+
+    if params.get("sweep"):
+        context, round_index = SweepContext.load(params["sweep"]), int(params.get("round") or 0)
+    else:
+        with fail_without_retry():
+            context, round_index = prepare_sweep(params, run_id), 0
+    batches = propose(context, round_index=round_index, settings=get_settings())
+    ti.xcom_push(key="sweep", value=context.ref())
+    ti.xcom_push(key="round", value=round_index)
+    return batches
+
+
+def _prepare_experiment(params: dict[str, Any], run_id: str) -> Any:
     from mlfleet import sweep
 
-    with fail_without_retry():
-        context = sweep.prepare(resolve_spec_source((params or {}).get("spec")), settings=get_settings(),
-                                run_id=sweep.run_id_from_airflow(str(run_id)), round_limit=SWEEP_MAX_ROUNDS)
-    return context.ref()
+    return sweep.prepare(resolve_spec_source(params.get("spec")), settings=get_settings(),
+                         run_id=sweep.run_id_from_airflow(run_id))
 
 
-@task(trigger_rule="none_failed")
-def finalize(sweep_ref: dict[str, str]) -> dict[str, Any]:
-    from mlfleet.sweep import SweepContext, finalize as finalize_sweep
-    from mlfleet.sweep.finalize import summary
+@task
+def prepare(params: dict[str, Any] | None = None, run_id: str | None = None, ti: Any = None) -> list[dict[str, Any]]:
+    """Round 0 validates the `spec` param and stages the data; later rounds tell Optuna and ask again."""
+    return start_round(params or {}, str(run_id), ti, _prepare_experiment)
 
-    return summary(finalize_sweep(SweepContext.load(sweep_ref), settings=get_settings()))
+
+class FinalizeSweep(EndRoundOperator):
+    """end_round of experiment_sweep: the last round writes the leaderboard, the plot, the MLflow
+    runs and registers the best model; its XCom says where they are."""
+
+    def finish(self, sweep: Any) -> dict[str, Any]:
+        from mlfleet.sweep import finalize
+        from mlfleet.sweep.finalize import summary
+
+        return summary(finalize(sweep, settings=get_settings()))

@@ -17,7 +17,6 @@ from mlfleet.spec import SpecError
 from mlfleet.storage import write_json_atomic
 from mlfleet.sweep import SweepContext, finalize, fit_best, prepare as prepare_sweep, register_fitted
 from mlfleet.sweep.context import Champion, Retraining
-from mlfleet.sweep.rounds import RETRAIN_MAX_ROUNDS
 
 
 def prepare(conf: dict[str, Any], *, settings: Settings, run_id: str) -> SweepContext:
@@ -32,8 +31,7 @@ def prepare(conf: dict[str, Any], *, settings: Settings, run_id: str) -> SweepCo
         raise SpecError("conf.model", f"registered model {name!r} has no champion version to retrain from")
     champion_spec = json.loads(champion["tags"]["mlfleet.spec"])
     spec = bayes_spec(champion_spec, n_trials=settings.retrain_trials, batch_size=settings.retrain_batch_size)
-    context = prepare_sweep(spec, settings=settings, run_id=run_id, round_limit=RETRAIN_MAX_ROUNDS,
-                            holdout_days=settings.holdout_days)
+    context = prepare_sweep(spec, settings=settings, run_id=run_id, holdout_days=settings.holdout_days)
     if not context.holdout_path:
         raise SpecError("dataset", "retraining needs a timestamped dataset (a Feast feature service) for its holdout window")
     study = tuning.open_study(storage=settings.optuna_storage, name=context.study, seed=spec["cv"]["seed"])

@@ -12,8 +12,7 @@ from mlfleet.sweep.context import SweepContext, SweepRef
 from mlfleet.sweep.finalize import finalize, fit_best, register_fitted
 from mlfleet.sweep.ids import new_run_id, run_id_from_airflow
 from mlfleet.sweep.prepare import prepare, validate
-from mlfleet.sweep.propose import plan_round, propose, proposed_trials
-from mlfleet.sweep.record import record
+from mlfleet.sweep.propose import plan_round, propose, proposed_trials, record
 from mlfleet.sweep.runner import run_sweep
 
 __all__ = [

@@ -13,24 +13,21 @@ from mlfleet.spec import ExperimentSpec, load_spec, parse_spec
 from mlfleet.storage import file_sha256, write_json_atomic, write_parquet_atomic
 from mlfleet.sweep.context import DATA_FILE, HOLDOUT_FILE, SweepContext
 from mlfleet.sweep.ids import new_run_id
-from mlfleet.sweep.rounds import check_round_limit, rounds_needed
+from mlfleet.sweep.rounds import rounds_needed
 from mlfleet.trials import expand
 
 # Kept beside the features in the staged set: the Feast entity key and timestamp (holdout windows).
 ENTITY_COLUMNS = ("customer_id", "event_timestamp")
 
 
-def validate(spec_source: Any, *, settings: Settings, round_limit: int | None = None,
-             backend: str | None = None) -> ExperimentSpec:
-    """Every check that needs no data: structure, scorer, params, backend and its settings, GPU, rounds."""
+def validate(spec_source: Any, *, settings: Settings, backend: str | None = None) -> ExperimentSpec:
+    """Every check that needs no data: structure, scorer, params, backend and its settings, GPU."""
     from mlfleet.backends import check_backend
     from mlfleet.spec.validate import check_static
 
     spec = parse_spec(spec_source) if isinstance(spec_source, ExperimentSpec) else load_spec(spec_source)
     check_static(spec)
     check_backend(spec, backend or spec.backend or settings.backend, settings=settings, cuda_available=_cuda_available)
-    if round_limit is not None:
-        check_round_limit(spec, round_limit)
     return spec
 
 
@@ -42,8 +39,7 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def prepare(spec_source: Any, *, settings: Settings, run_id: str | None = None, round_limit: int | None = None,
-            holdout_days: int = 0, backend: str | None = None, results_root: Path | None = None,
+def prepare(spec_source: Any, *, settings: Settings, run_id: str | None = None, holdout_days: int = 0, backend: str | None = None, results_root: Path | None = None,
             send: bool = True) -> SweepContext:
     """Validate the spec against its data, then stage the training set; returns the saved context.
 
@@ -53,7 +49,7 @@ def prepare(spec_source: Any, *, settings: Settings, run_id: str | None = None, 
     from mlfleet.spec.validate import check_target
     from mlfleet.sweep.datasets import feature_columns, load_frame
 
-    spec = validate(spec_source, settings=settings, round_limit=round_limit, backend=backend)
+    spec = validate(spec_source, settings=settings, backend=backend)
     backend = backend or spec.backend or settings.backend
     frame = load_frame(spec, settings)
     features = feature_columns(spec, frame)

@@ -1,7 +1,9 @@
-"""A round's proposals: which trials run, packed into batches by predicted runtime.
+"""A round's proposals (which trials run, packed into batches by predicted runtime) and the
+record of how the finished ones scored.
 
 A round's batches are written down before they are returned, so a retried `propose` gives the
-same batches (and asks Optuna nothing new).
+same batches (and asks Optuna nothing new); telling is idempotent. A bayes round first tells
+Optuna every finished trial, so its asks learn from all rounds before it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from mlfleet.config import Settings
 from mlfleet.spec import ExperimentSpec
 from mlfleet.storage import write_json_atomic
+from mlfleet.sweep.batches import collect_rows
 from mlfleet.sweep.context import SweepContext
 from mlfleet.sweep.rounds import batch_size
 from mlfleet.trials import Trial, expand, plan_batches
@@ -39,6 +42,7 @@ def propose(context: SweepContext, *, round_index: int, settings: Settings) -> l
     elif spec.search.strategy == "bayes":
         from mlfleet.tuning import ask
 
+        record(context, settings=settings)
         remaining = (spec.search.n_trials or 0) - round_index * batch_size(spec)
         trials = ask(open_study(context, settings), spec, min(batch_size(spec), remaining)) if remaining > 0 else []
     else:
@@ -73,3 +77,12 @@ def proposed_trials(context: SweepContext) -> list[Trial]:
         for batch in json.loads(path.read_text()):
             trials += [Trial.from_dict(t) for t in batch["trials"]]
     return trials
+
+
+def record(context: SweepContext, *, settings: Settings) -> int:
+    """Tell Optuna the scores of every finished bayes trial (no-op for grid and random); idempotent."""
+    if context.experiment_spec.search.strategy != "bayes":
+        return 0
+    from mlfleet.tuning import tell
+
+    return tell(open_study(context, settings), collect_rows(context), proposed_trials(context))

@@ -1,14 +1,18 @@
-"""How many rounds a sweep needs, and the most a DAG run holds (Airflow 3.3 has no loops)."""
+"""A sweep's rounds: how many it needs, and what one round hands the next.
+
+Grid and random sweeps are one round. A bayes sweep runs `ceil(n_trials / batch_size)` rounds,
+however many that is: Airflow 3.3 has no loops, so each round after the first is a continuation
+run of the same DAG, triggered with a run id derived from the sweep and the round (a retried
+trigger finds its run instead of starting a second), and the last round finalizes the sweep.
+docs/rounds.md says why this design.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from mlfleet.spec import ExperimentSpec, SpecError
-
-# The rounds experiment_sweep and retrain unroll; a spec needing more is refused at `prepare`.
-SWEEP_MAX_ROUNDS = 6
-RETRAIN_MAX_ROUNDS = 4
+from mlfleet.spec import ExperimentSpec
 
 
 def batch_size(spec: ExperimentSpec) -> int:
@@ -22,10 +26,14 @@ def rounds_needed(spec: ExperimentSpec) -> int:
     return math.ceil((spec.search.n_trials or 1) / batch_size(spec))
 
 
-def check_round_limit(spec: ExperimentSpec, limit: int) -> None:
-    if rounds_needed(spec) > limit:
-        raise SpecError(
-            "search.batch_size",
-            f"n_trials={spec.search.n_trials} in batches of {spec.search.batch_size} needs {rounds_needed(spec)} rounds; "
-            f"the DAG runs at most {limit}: raise batch_size to at least {math.ceil((spec.search.n_trials or 1) / limit)}",
-        )
+def continuation_run_id(experiment: str, run_id: str, round_index: int) -> str:
+    """The Airflow run id of a sweep's round `round_index` (>= 1): the same on every retry."""
+    return f"{experiment}__{run_id}__round_{round_index:04d}"
+
+
+def next_round(*, sweep_ref: dict[str, str], round_index: int, rounds: int) -> dict[str, Any] | None:
+    """The continuation to trigger after round `round_index` (its run id and conf), or None after the last."""
+    if round_index + 1 >= rounds:
+        return None
+    return {"trigger_run_id": continuation_run_id(sweep_ref["experiment"], sweep_ref["run_id"], round_index + 1),
+            "conf": {"sweep": sweep_ref, "round": round_index + 1}}

@@ -10,7 +10,7 @@ from mlfleet.sweep.batches import run_batch
 from mlfleet.sweep.finalize import finalize
 from mlfleet.sweep.prepare import prepare, validate
 from mlfleet.sweep.propose import propose
-from mlfleet.sweep.record import record
+from mlfleet.sweep.propose import record
 
 
 def run_sweep(spec_source: Any, *, settings: Settings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Per-backend task arguments: only the sweep's backend gets batches; the waiter covers the budget."""
+"""A batch as its remote backend's operator arguments; the SageMaker waiter covers the budget."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ from backend_inputs import make_batch, make_context  # noqa: E402
 from mlfleet.config import Settings  # noqa: E402
 from mlfleet.sweep import dispatch  # noqa: E402
 
+REMOTE = {"object_store_uri": "s3://bucket/prefix", "sagemaker_role_arn": "arn:aws:iam::123456789012:role/r"}
 
-def test_only_the_chosen_backend_gets_the_batches(tmp_path: Path) -> None:
-    batches = [make_batch()]
-    settings = Settings(home=tmp_path)
-    assert dispatch.local_batches(make_context("local"), batches) == batches
-    assert dispatch.local_batches(make_context("sagemaker"), batches) == []
-    assert dispatch.sagemaker_jobs(make_context("local"), batches, settings=settings, send=False) == []
-    assert dispatch.kubernetes_pods(make_context("sagemaker"), batches, settings=settings, send=False) == []
+
+def test_sagemaker_arguments_name_the_batch_and_where_its_rows_land(tmp_path: Path) -> None:
+    context, batch = make_context("sagemaker"), make_batch()
+    arguments = dispatch.sagemaker_job(context, batch, settings=Settings(home=tmp_path, **REMOTE), send=False)
+    assert arguments["batch_id"] == batch["batch_id"] and arguments["results_dir"] == context.results_dir
+    assert arguments["config"]["TrainingJobName"].startswith("churn-baseline-")
+    assert arguments == dispatch.sagemaker_job(context, batch, settings=Settings(home=tmp_path, **REMOTE), send=False)
 
 
 def test_waiter_attempts_cover_the_budget_and_the_spot_wait(tmp_path: Path) -> None:
