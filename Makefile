@@ -11,12 +11,13 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # same large libraries, and compiling them from source each time costs seconds per process.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install demo test test-fast bench up down clean
+.PHONY: help install demo test test-fast bench bench-large up down clean
 
 help:
 	@echo "make demo   - set up .venv, run the whole loop on generated data, print where to look"
 	@echo "make test   - set up .venv, run the whole test suite"
 	@echo "make bench  - run the benchmarks, write docs/benchmarks.md"
+	@echo "make bench-large - 10,000 trials in one sweep, write docs/benchmarks-large.md"
 
 install: $(VENV)/.installed
 
@@ -43,6 +44,9 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+bench-large: install
+	$(BIN)/python benchmarks/run.py --large
 
 up: install
 	$(BIN)/mlfleet up

@@ -17,6 +17,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
+LARGE_DOC = ROOT / "docs" / "benchmarks-large.md"
+# `make bench` measures every section and rewrites DOC. BENCH_ONLY=<keys> (comma-separated, e.g.
+# sweeps) measures only those and prints them, leaving the page alone: for iterating on one part.
 
 
 def _isolate(tmp: Path) -> None:
@@ -132,9 +135,62 @@ def parse_section(rows: list[dict[str, Any]]) -> str:
         [[r["file"], ", ".join(r["heavy"]) or "none", f"{r['median_ms']:.1f}", f"{r['max_ms']:.1f}",
           f"{r['airflow_import_s']:.2f}"] for r in rows], text_columns=2,
     )
-    notes = ("Each run is a fresh interpreter: import `airflow.sdk` and the providers the DAGs use (timed "
-             "separately, the Airflow import column), then execute the DAG file (the parse column).")
+    notes = ("Each run is a fresh interpreter: import `airflow.sdk` and the `airflow.*` modules the DAG file "
+             "names (what the DAG processor pre-imports; timed separately, the Airflow import column), then "
+             "execute the DAG file (the parse column: mlfleet's modules and all they import). Every task "
+             "process pays the parse column again.")
     return f"{body}\n\n{notes}"
+
+
+def _ratio(seconds: float, limit: float) -> str:
+    return f"{seconds / limit:.2f}"
+
+
+def sweeps_section(results: dict[str, Any]) -> str:
+    """One table per workload (path, seconds, ratio to the limit), where the scheduler's time went,
+    the planner's prediction error, and what pruning saved."""
+    parts = []
+    for label, r in results.items():
+        if label == "pruning":
+            continue
+        limit = r["limit_s"]
+        rows = [["limit (CPU-s of every fit ÷ cores)", f"{limit:.1f}", "1.00"],
+                [f"joblib `Parallel(n_jobs={os.cpu_count()})` over the {r['fits']} fits", f"{r['joblib_s']:.1f}",
+                 _ratio(r["joblib_s"], limit)]]
+        if "gridsearch_s" in r:
+            rows.append(["scikit-learn `GridSearchCV(n_jobs=-1)`, same trials and folds", f"{r['gridsearch_s']:.1f}",
+                         _ratio(r["gridsearch_s"], limit)])
+        rows.append(["`mlfleet sweep` (CLI, no scheduler)", f"{r['cli']['wall_s']:.1f}", _ratio(r["cli"]["wall_s"], limit)])
+        sched = r["scheduler"]
+        rows.append([f"`experiment_sweep` on `mlfleet up`, triggered over REST ({sched['runs']} run(s))",
+                     f"{sched['wall_s']:.1f}", f"**{_ratio(sched['wall_s'], limit)}**"])
+        spec = r["spec"]
+        trials = len(sched["board"]["trials"])
+        head = (f"### {label}: {trials} trials x {spec['cv']['folds']} folds = {r['fits']} fits "
+                f"({r['cpu_s']:.1f} CPU-s)")
+        tasks = ", ".join(f"`{task}` {sum(d):.1f} s" + (f" ({len(d)} tasks)" if len(d) > 1 else "")
+                          for task, d in sorted(sched["tasks"].items()))
+        batch = sum(sched["tasks"].get("run_batch", []))
+        overhead = sched["wall_s"] - batch
+        notes = (f"Task durations through the scheduler (REST API): {tasks}. Orchestration overhead (wall minus "
+                 f"the batch tasks' time) {overhead:.1f} s = {overhead / max(batch, 1e-9):.0%} of the batch time.")
+        pred = r.get("prediction")
+        if pred:
+            notes += (f" Planner prediction error over {pred['trials']} trials: median absolute error "
+                      f"{pred['median_abs_error_s']:.2f} s (median trial {pred['median_actual_s']:.2f} s), "
+                      f"{pred['within_30s']:.0%} within ±30 s.")
+        parts.append(f"{head}\n\n{table(['path', 'seconds', '÷ limit'], rows)}\n\n{notes}")
+    if results.get("pruning"):
+        rows = []
+        for label, p in results["pruning"].items():
+            full, pruned = p["full"], p["pruned"]
+            rows.append([label, str(full["fits"]), str(pruned["fits"]), f"{full['fit_seconds']:.1f}",
+                         f"{pruned['fit_seconds']:.1f}", f"{1 - pruned['fit_seconds'] / full['fit_seconds']:.0%}",
+                         "yes" if full["best"] == pruned["best"] else f"no ({full['best']} vs {pruned['best']})"])
+        parts.append("### Early stopping across folds (`search.prune`), `mlfleet sweep`\n\n" + table(
+            ["workload", "fits (full)", "fits (pruned)", "fit s (full)", "fit s (pruned)", "compute saved",
+             "same best trial"], rows))
+    return "\n\n".join(parts)
 
 
 def render(machine: dict[str, str], sections: dict[str, str], total_s: float) -> str:
@@ -158,6 +214,10 @@ What is measured, and why:
    as one job in a process pool so a batch keeps every core busy; this is the speed-up that buys.
 4. **DAG parse time.** The scheduler's DAG processor re-parses every DAG file continually; DAG files
    must stay thin and free of heavy imports (STYLE.md rule 4).
+5. **Whole sweeps, side by side with the limit.** The same trials through joblib, scikit-learn's
+   `GridSearchCV`, `mlfleet sweep` and `experiment_sweep` on `mlfleet up`'s scheduler (triggered over
+   REST, as users run it), each as a ratio to the machine's limit (every fit's CPU seconds ÷ cores),
+   all in this one run; then what early stopping across folds saves.
 
 Section 0 first measures how much of a new process's start-up depends on compiled bytecode (an
 installation setting, not mlfleet code), so the other figures can be read against it. Other work
@@ -189,13 +249,37 @@ under load well above the core count with that in mind.
 
 {sections['parse']}
 
+## 5. Sweeps against the machine's limit
+
+{sections['sweeps']}
+
 ## How to reproduce
 
 `make bench` (runs `.venv/bin/python benchmarks/run.py`). This run took {total_s:.0f} s in all.
 """
 
 
+def render_large(machine: dict[str, str], sections: dict[str, str], total_s: float) -> str:
+    machine_rows = table(["", ""], [[f"**{k}**", v] for k, v in machine.items()], text_columns=2)
+    return f"""# Benchmarks: 10,000 trials in one sweep
+
+Written by `benchmarks/run.py --large` (`make bench-large`); every figure below was measured by that
+one run on the machine described here.
+
+## Machine
+
+{machine_rows}
+
+## 10,000 short trials against the machine's limit
+
+{sections['sweeps']}
+
+This run took {total_s:.0f} s in all.
+"""
+
+
 def main() -> int:
+    large = "--large" in sys.argv[1:]
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="mlfleet-bench-"))
     original_env = dict(os.environ)
@@ -206,6 +290,7 @@ def main() -> int:
         import bench_folds
         import bench_planner
         import bench_startup
+        import bench_sweeps
         from bench_machine import machine_info
         from mlfleet.config import get_settings
 
@@ -213,15 +298,30 @@ def main() -> int:
         load_start = os.getloadavg()[0]
         settings = get_settings()
         steps = [
-            ("startup", "0/4 process start-up with and without a bytecode cache",
+            ("startup", "0/5 process start-up with and without a bytecode cache",
              lambda: startup_section(bench_startup.run(as_installed_env=original_env),
                                      dont_write_bytecode=bool(original_env.get("PYTHONDONTWRITEBYTECODE")))),
-            ("batching", "1/4 batching vs one batch per trial (real local backend)",
+            ("batching", "1/5 batching vs one batch per trial (real local backend)",
              lambda: batching_section(bench_batching.run(settings=settings))),
-            ("planner", "2/4 planner throughput", lambda: planner_section(bench_planner.run())),
-            ("folds", "3/4 fold-level parallelism", lambda: folds_section(bench_folds.run())),
-            ("parse", "4/4 DAG parse time", lambda: parse_section(bench_dag_parse.run(dags_dir=ROOT / "dags"))),
+            ("planner", "2/5 planner throughput", lambda: planner_section(bench_planner.run())),
+            ("folds", "3/5 fold-level parallelism", lambda: folds_section(bench_folds.run())),
+            ("parse", "4/5 DAG parse time", lambda: parse_section(bench_dag_parse.run(dags_dir=ROOT / "dags"))),
+            ("sweeps", "5/5 sweeps against the machine's limit (joblib, GridSearchCV, mlfleet sweep, the scheduler)",
+             lambda: sweeps_section(bench_sweeps.run(
+                 settings=settings, spec_dir=tmp,
+                 workloads=[("75-fit grid", bench_sweeps.grid_workload(tmp)),
+                            ("2,000 short trials", bench_sweeps.random_workload(2000))],
+                 with_pruning=[("75-fit grid", bench_sweeps.grid_workload(tmp)),
+                               ("200-trial random search", bench_sweeps.random_workload(200, name="bench-prune"))]))),
         ]
+        if large:
+            steps = [("sweeps", "10,000 short trials against the machine's limit",
+                      lambda: sweeps_section(bench_sweeps.run(
+                          settings=settings, spec_dir=tmp, gridsearch_paths=False,
+                          workloads=[("10,000 short trials", bench_sweeps.random_workload(10_000))])))]
+        elif os.environ.get("BENCH_ONLY"):
+            wanted = set(os.environ["BENCH_ONLY"].split(","))
+            steps = [step for step in steps if step[0] in wanted]
         sections: dict[str, str] = {}
         for key, title, measure in steps:
             _say(title)
@@ -235,8 +335,12 @@ def main() -> int:
     total = time.perf_counter() - started
     from mlfleet.storage import write_text_atomic
 
-    write_text_atomic(DOC, render(machine, sections, total)).chmod(0o644)
-    _say(f"wrote {DOC.relative_to(ROOT)} in {total:.0f} s")
+    if os.environ.get("BENCH_ONLY") and not large:
+        _say(f"BENCH_ONLY: printed above, {DOC.relative_to(ROOT)} left as it was ({total:.0f} s)")
+        return 0
+    doc, page = (LARGE_DOC, render_large(machine, sections, total)) if large else (DOC, render(machine, sections, total))
+    write_text_atomic(doc, page).chmod(0o644)
+    _say(f"wrote {doc.relative_to(ROOT)} in {total:.0f} s")
     return 0
 
 

@@ -1,0 +1,237 @@
+"""Benchmark 5: whole sweeps, side by side with the machine's limit, on the path users take.
+
+For one workload, in one run on one machine:
+
+- limit: every (trial, fold) fit's CPU seconds, summed, divided by the cores (no tool can beat it);
+- joblib: `Parallel(n_jobs=cores)` over the same fits (what a hand-written script would do);
+- scikit-learn: `GridSearchCV(n_jobs=-1)` over the same trials and the same folds;
+- `mlfleet sweep`: the CLI, no scheduler;
+- the scheduler: `experiment_sweep` on `mlfleet up`'s Airflow, triggered over REST, timed from the
+  POST to the success of the run that finalized the sweep.
+
+The sweep paths run the spec's own trials; the other paths fit exactly those estimators on exactly
+those folds (mlfleet's model zoo and splitter), so every path does the same work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CORES = os.cpu_count() or 1
+
+
+def grid_workload(data_dir: Path) -> dict[str, Any]:
+    """Dunnhumby-shaped: 5 XGBoost + 5 random forests + 5 L1 logistic x 5 folds on 20,000 x 40 rows."""
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=20_000, n_features=40, n_informative=16, n_redundant=8, random_state=0)
+    frame = pd.DataFrame(X, columns=[f"f{i:02d}" for i in range(X.shape[1])]).assign(label=y)
+    path = data_dir / "grid-20000x40.parquet"
+    frame.to_parquet(path, index=False)
+    return {
+        "name": "bench-grid", "task": "classification", "target": "label", "metric": "roc_auc",
+        "dataset": {"path": str(path)}, "cv": {"folds": 5, "seed": 0}, "search": {"strategy": "grid"},
+        "models": [
+            {"type": "xgboost", "params": {"n_estimators": [100], "max_depth": [3, 4, 5, 6, 7], "learning_rate": [0.1]}},
+            {"type": "random_forest", "params": {"n_estimators": [60], "max_depth": [4, 6, 8, 10, 12]}},
+            {"type": "logistic_l1", "params": {"C": [0.01, 0.1, 1.0, 10.0, 100.0]}},
+        ],
+        "budget": {"max_parallel": 8, "timeout_minutes": 60},
+    }
+
+
+def random_workload(n_trials: int, *, name: str = "bench-random") -> dict[str, Any]:
+    """Many short trials: L1 logistic on breast_cancer, random C, 2 folds."""
+    return {
+        "name": name, "task": "classification", "target": "target", "metric": "roc_auc",
+        "dataset": {"builtin": "breast_cancer"}, "cv": {"folds": 2, "seed": 0},
+        "search": {"strategy": "random", "n_trials": n_trials},
+        "models": [{"type": "logistic_l1", "params": {"C": {"float": [0.01, 100.0], "log": True},
+                                                      "tol": {"float": [1e-4, 1e-2], "log": True}}}],
+        "budget": {"max_parallel": 8, "timeout_minutes": 120},
+    }
+
+
+# --- the same fits, without mlfleet ------------------------------------------------------------
+
+
+def _data(spec: dict[str, Any]) -> tuple[Any, Any, list[Any], list[dict[str, Any]]]:
+    """X, y, the folds and the trials exactly as mlfleet's sweep builds them."""
+    from mlfleet.config import Settings
+    from mlfleet.spec import parse_spec
+    from mlfleet.sweep.datasets import feature_columns, load_frame
+    from mlfleet.training.cv import CVConfig
+    from mlfleet.trials import expand
+
+    parsed = parse_spec(spec)
+    frame = load_frame(parsed, Settings())
+    features = feature_columns(parsed, frame)
+    X, y = frame[features].to_numpy(dtype="float64"), frame[parsed.target].to_numpy()
+    config = CVConfig(task=parsed.task, metric=parsed.metric, folds=parsed.cv.folds, seed=parsed.cv.seed)
+    return X, y, list(config.splitter().split(X, y)), [t.to_dict() for t in expand(parsed)]
+
+
+def _timed_fit(trial: dict[str, Any], train: Any, test: Any, X: Any, y: Any, task: str, metric: str, seed: int) -> float:
+    """Fit and score one fold; returns the CPU seconds this process spent on it (all its threads)."""
+    from sklearn.metrics import get_scorer
+
+    from mlfleet.training.zoo import build_estimator
+
+    started = time.process_time()
+    estimator = build_estimator(trial["model"], trial["params"], task=task, seed=seed, n_classes=len(set(y)))
+    estimator.fit(X[train], y[train])
+    get_scorer(metric)(estimator, X[test], y[test])
+    return time.process_time() - started
+
+
+def limit_and_joblib(spec: dict[str, Any]) -> dict[str, float]:
+    """joblib over every fit; the fits' own CPU seconds give the limit."""
+    from joblib import Parallel, delayed
+
+    X, y, folds, trials = _data(spec)
+    jobs = [delayed(_timed_fit)(t, train, test, X, y, spec["task"], spec["metric"], spec["cv"]["seed"])
+            for t in trials for train, test in folds]
+    started = time.perf_counter()
+    cpu = Parallel(n_jobs=CORES)(jobs)
+    wall = time.perf_counter() - started
+    return {"fits": len(jobs), "cpu_s": sum(cpu), "limit_s": sum(cpu) / CORES, "joblib_s": wall}
+
+
+def gridsearch(spec: dict[str, Any]) -> float:
+    """GridSearchCV(n_jobs=-1) over the same trials (one grid point each) and the same folds."""
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+
+    from mlfleet.training.zoo import build_estimator
+
+    X, y, folds, trials = _data(spec)
+    estimators = [build_estimator(t["model"], t["params"], task=spec["task"], seed=spec["cv"]["seed"],
+                                  n_classes=len(set(y))) for t in trials]
+    search = GridSearchCV(Pipeline([("model", estimators[0])]), [{"model": [e]} for e in estimators],
+                          scoring=spec["metric"], cv=folds, n_jobs=-1, refit=False)
+    started = time.perf_counter()
+    search.fit(X, y)
+    return time.perf_counter() - started
+
+
+# --- mlfleet ------------------------------------------------------------------------------------
+
+
+def cli_sweep(spec: dict[str, Any], spec_dir: Path) -> dict[str, Any]:
+    """`mlfleet sweep SPEC --json`, as a user runs it."""
+    path = spec_dir / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    mlfleet = Path(sys.executable).parent / "mlfleet"
+    started = time.perf_counter()
+    out = subprocess.run([str(mlfleet), "sweep", str(path), "--json"], capture_output=True, text=True, env=os.environ,
+                         check=True, timeout=7200)
+    wall = time.perf_counter() - started
+    board = json.loads(out.stdout)
+    return {"wall_s": wall, "board": board}
+
+
+def _stamp(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _follow(api: Any, dag_id: str, run_id: str, *, timeout: float) -> list[str]:
+    """Wait for a sweep run and each continuation it triggers; the run ids in order."""
+    runs = [run_id]
+    deadline = time.monotonic() + timeout
+    while True:
+        state = api.wait_for_run(dag_id, runs[-1], timeout=max(1.0, deadline - time.monotonic()))
+        if state != "success":
+            raise RuntimeError(f"{dag_id} run {runs[-1]} ended {state}")
+        try:
+            following = api.xcom(dag_id, runs[-1], "end_round", key="trigger_run_id")
+        except RuntimeError:  # no continuation: this run finalized the sweep
+            return runs
+        runs.append(str(following))
+
+
+def scheduler_sweep(api: Any, spec: dict[str, Any], *, timeout: float = 7200) -> dict[str, Any]:
+    """Trigger experiment_sweep over REST; wall from the POST to the end of the sweep's last run."""
+    from mlfleet.results import read_leaderboard
+
+    started = time.perf_counter()
+    run = api.trigger("experiment_sweep", {"spec": spec})
+    runs = _follow(api, "experiment_sweep", run["dag_run_id"], timeout=timeout)
+    wall = time.perf_counter() - started
+    tasks: dict[str, list[float]] = {}
+    for run_id in runs:
+        for ti in api.task_instances("experiment_sweep", run_id):
+            start, end = _stamp(ti.get("start_date")), _stamp(ti.get("end_date"))
+            if start and end:
+                tasks.setdefault(ti["task_id"], []).append((end - start).total_seconds())
+    result = api.xcom("experiment_sweep", runs[-1], "end_round")
+    board = read_leaderboard(Path(result["results_uri"].removeprefix("file://")))
+    return {"wall_s": wall, "runs": len(runs), "tasks": tasks, "board": board,
+            "results_dir": result["results_uri"].removeprefix("file://")}
+
+
+def prediction_error(results_dir: Path, board: dict[str, Any]) -> dict[str, Any] | None:
+    """The planner's predicted core-seconds per trial against the measured fit seconds."""
+    predicted = {}
+    for path in sorted((results_dir / "rounds").glob("*.json")):
+        for batch in json.loads(path.read_text()):
+            for trial in batch["trials"]:
+                if trial.get("predicted_seconds") is not None:
+                    predicted[trial["trial_id"]] = float(trial["predicted_seconds"])
+    pairs = [(predicted[r["trial_id"]], float(r["fit_seconds"])) for r in board["trials"]
+             if r["trial_id"] in predicted and r.get("fit_seconds") is not None]
+    if not pairs:
+        return None
+    errors = [abs(p - a) for p, a in pairs]
+    return {"trials": len(pairs), "median_abs_error_s": statistics.median(errors),
+            "within_30s": sum(e <= 30 for e in errors) / len(errors),
+            "median_actual_s": statistics.median(a for _, a in pairs)}
+
+
+def pruning(spec: dict[str, Any], *, settings: Any) -> dict[str, Any]:
+    """The same sweep with and without `search.prune`: fits run, fit seconds, best trial."""
+    from mlfleet.sweep import run_sweep
+
+    out = {}
+    for label, search in (("full", spec["search"]), ("pruned", {**spec["search"], "prune": True})):
+        board = run_sweep({**spec, "name": f"{spec['name']}-{label}", "search": search}, settings=settings)
+        fits = sum(len([s for s in (r.get("fold_scores") or []) if s is not None]) for r in board["trials"])
+        out[label] = {"fits": fits, "fit_seconds": sum(r.get("fit_seconds") or 0 for r in board["trials"]),
+                      "best": board["best"]["trial_id"] if board["best"] else None}
+    return out
+
+
+def run(*, settings: Any, workloads: list[tuple[str, dict[str, Any]]], spec_dir: Path,
+        with_pruning: list[tuple[str, dict[str, Any]]] = (), gridsearch_paths: bool = True) -> dict[str, Any]:
+    """Every path for every workload, then the pruning comparison; the stack is started once."""
+    from mlfleet.devstack import stack
+    from mlfleet.devstack.rest_client import ApiClient
+
+    info = stack.up(settings)
+    results: dict[str, Any] = {}
+    try:
+        with ApiClient.login(info["url"], info["username"], info["password"]) as api:
+            api.wait_for_dag("experiment_sweep", timeout=180)
+            api.unpause("experiment_sweep")
+            for label, spec in workloads:
+                row: dict[str, Any] = {"spec": spec, **limit_and_joblib(spec)}
+                if gridsearch_paths:
+                    row["gridsearch_s"] = gridsearch(spec)
+                row["cli"] = cli_sweep({**spec, "name": f"{spec['name']}-cli"}, spec_dir)
+                row["scheduler"] = scheduler_sweep(api, {**spec, "name": f"{spec['name']}-airflow"})
+                row["prediction"] = prediction_error(Path(row["scheduler"]["results_dir"]), row["scheduler"]["board"])
+                results[label] = row
+    finally:
+        stack.down(settings)
+    results["pruning"] = {label: pruning(spec, settings=settings) for label, spec in with_pruning}
+    return results
