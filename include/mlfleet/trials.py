@@ -10,8 +10,8 @@ import itertools
 import json
 import math
 import random
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
 
 from mlfleet.spec import ExperimentSpec, Range, param_domain
 from mlfleet.storage import short_digest
@@ -28,6 +28,9 @@ class Trial:
     params: dict[str, Any]
     model_index: int = 0
     optuna_number: int | None = None
+    # Core-seconds the planner predicts for all folds; set on the trials of a planned batch. Not
+    # part of the trial's identity (equality, trial_id), and absent from older round files.
+    predicted_seconds: float | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,14 +117,23 @@ class Batch:
         }
 
 
-def predict_trial_seconds(trial: Trial, folds: int, history: dict[str, float] | None = None) -> float:
-    """Predicted core-seconds of a trial: its model's median per-fold time from history, else a default."""
-    per_fold = (history or {}).get(trial.model, DEFAULT_FOLD_SECONDS.get(trial.model, 1.0))
-    scale = 1.0
+# Predicted seconds of one CV fold of a trial on one core (see mlfleet.fit_history.RuntimeModel).
+FoldSeconds = Callable[[Trial], float]
+
+
+def default_fold_seconds(trial: Trial) -> float:
+    """One fold's seconds before any history: the model's default, scaled by n_estimators."""
+    per_fold = DEFAULT_FOLD_SECONDS.get(trial.model, 1.0)
     n_estimators = trial.params.get("n_estimators")
-    if isinstance(n_estimators, (int, float)) and n_estimators > 0:
-        scale = n_estimators / 100
-    return per_fold * folds * scale
+    if isinstance(n_estimators, (int, float)) and not isinstance(n_estimators, bool) and n_estimators > 0:
+        return per_fold * n_estimators / 100
+    return per_fold
+
+
+def predict_trial_seconds(trial: Trial, folds: int, predictor: FoldSeconds | None = None) -> float:
+    """Predicted core-seconds of a trial: `folds` times one fold's prediction (the fitted runtime
+    model's when given, else `default_fold_seconds`)."""
+    return (predictor or default_fold_seconds)(trial) * folds
 
 
 def plan_batches(
@@ -131,24 +143,25 @@ def plan_batches(
     cores_per_batch: int,
     max_batches: int,
     target_seconds: float,
-    history: dict[str, float] | None = None,
+    predictor: FoldSeconds | None = None,
     prefix: str = "b",
 ) -> list[Batch]:
     """Pack trials into batches by predicted runtime (longest first onto the lightest batch).
 
     The number of batches is what fills `target_seconds` of wall time per batch on
-    `cores_per_batch` cores, capped at `max_batches` (the spec's max_parallel); so many short
-    trials share a task instance while long trials spread out.
+    `cores_per_batch` cores, capped at `max_batches`; so many short trials share a task instance
+    while long trials spread out. Each batched trial carries its prediction (`predicted_seconds`),
+    so the batch can start its longest (trial, fold) jobs first.
     """
     if not trials:
         return []
-    cost = {t.trial_id: predict_trial_seconds(t, folds, history) for t in trials}
+    cost = {t.trial_id: predict_trial_seconds(t, folds, predictor) for t in trials}
     total_wall = sum(cost.values()) / max(cores_per_batch, 1)
     n_batches = max(1, min(max_batches, len(trials), math.ceil(total_wall / target_seconds)))
     batches = [Batch(batch_id="") for _ in range(n_batches)]
     for trial in sorted(trials, key=lambda t: (-cost[t.trial_id], t.trial_id)):
         lightest = min(batches, key=lambda b: b.predicted_seconds)
-        lightest.trials.append(trial)
+        lightest.trials.append(replace(trial, predicted_seconds=round(cost[trial.trial_id], 3)))
         lightest.predicted_seconds += cost[trial.trial_id]
     for batch in batches:
         ids = ",".join(sorted(t.trial_id for t in batch.trials))

@@ -24,7 +24,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "include" / "mlfleet"
 LAYERS: list[set[str]] = [
     {"storage", "config"},
     {"spec", "training"},
-    {"trials", "tuning", "results", "etl"},
+    {"trials", "fit_history", "tuning", "results", "etl"},
     {"backends"},
     {"features", "drift"},
     {"sweep"},

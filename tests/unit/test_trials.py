@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +15,7 @@ from mlfleet.spec import parse_spec
 from mlfleet.trials import (
     DEFAULT_FOLD_SECONDS,
     Trial,
+    default_fold_seconds,
     expand,
     expand_grid,
     expand_random,
@@ -128,7 +132,20 @@ def test_trial_round_trips_through_dict() -> None:
     trial = make_trial("logistic_l1", {"C": 0.1}, 2, optuna_number=7)
     assert Trial.from_dict(trial.to_dict()) == trial
     assert trial.to_dict() == {"trial_id": trial.trial_id, "model": "logistic_l1", "params": {"C": 0.1},
-                               "model_index": 2, "optuna_number": 7}
+                               "model_index": 2, "optuna_number": 7, "predicted_seconds": None}
+
+
+def test_trial_round_trips_with_a_prediction_and_reads_old_round_files() -> None:
+    trial = make_trial("xgboost", {"max_depth": 3}, 0)
+    predicted = replace(trial, predicted_seconds=12.5)
+    assert Trial.from_dict(predicted.to_dict()).predicted_seconds == 12.5
+    assert predicted.to_dict()["predicted_seconds"] == 12.5
+    # a round file written before predictions were carried has no such key
+    old = {"trial_id": trial.trial_id, "model": "xgboost", "params": {"max_depth": 3}, "model_index": 0,
+           "optuna_number": None}
+    assert Trial.from_dict(old).predicted_seconds is None
+    # a prediction is not part of the trial's identity
+    assert Trial.from_dict(old) == predicted and predicted.trial_id == trial.trial_id
 
 
 # --- random --------------------------------------------------------------------------------------
@@ -189,7 +206,8 @@ def short_trials(n: int) -> list[Trial]:
 def test_predicted_seconds_scale_with_folds_and_estimators() -> None:
     rf = make_trial("random_forest", {"n_estimators": 300}, 0)
     assert predict_trial_seconds(rf, 5) == pytest.approx(DEFAULT_FOLD_SECONDS["random_forest"] * 5 * 3)
-    assert predict_trial_seconds(rf, 5, {"random_forest": 2.0}) == pytest.approx(2.0 * 5 * 3)
+    assert predict_trial_seconds(rf, 5, lambda trial: 2.0 * 3) == pytest.approx(2.0 * 5 * 3)
+    assert default_fold_seconds(rf) == pytest.approx(DEFAULT_FOLD_SECONDS["random_forest"] * 3)
     lr = make_trial("logistic_l1", {"C": 1}, 0)
     assert predict_trial_seconds(lr, 3) == pytest.approx(0.1 * 3)
 
@@ -268,3 +286,64 @@ def test_a_long_trial_runs_alone_while_short_ones_share() -> None:
     others = [b for b in batches if long not in b.trials]
     assert sorted(len(b.trials) for b in others) == [10, 10, 10]
     assert math.isclose(alone[0].predicted_seconds, 250.0)
+
+
+def test_planned_trials_carry_their_predicted_seconds() -> None:
+    trials = [make_trial("random_forest", {"n_estimators": n}, 0) for n in (100, 300, 1000)]
+    predictor = {t.trial_id: s for t, s in zip(trials, (1.0, 7.0, 2.5))}
+    batches = plan_batches(trials, folds=4, cores_per_batch=1, max_batches=2, target_seconds=0.01,
+                           predictor=lambda trial: predictor[trial.trial_id])
+    planned = {t.trial_id: t.predicted_seconds for b in batches for t in b.trials}
+    assert planned == {trials[0].trial_id: 4.0, trials[1].trial_id: 28.0, trials[2].trial_id: 10.0}
+    # the heaviest trial alone, the two lighter ones together (longest first onto the lightest batch)
+    assert sorted(b.predicted_seconds for b in batches) == [14.0, 28.0]
+    payload = [t for b in batches for t in b.to_dict()["trials"]]
+    assert {t["trial_id"]: t["predicted_seconds"] for t in payload} == planned
+
+
+# --- a round's batches on one machine -------------------------------------------------------------
+
+
+def round_spec(*, max_parallel: int, gpu_model: bool = False) -> Any:
+    models: list[dict[str, Any]] = [{"type": "logistic_l1", "params": {"C": [float(c) for c in range(1, 41)]}}]
+    if gpu_model:
+        models.append({"type": "mlp", "params": {"alpha": [0.1, 0.01, 0.001, 0.0001]},
+                       "resources": {"cpu": 4, "memory_gb": 16, "gpu": 1}})
+    return parse_spec({
+        "name": "cap", "task": "classification", "target": "target", "metric": "roc_auc",
+        "dataset": {"builtin": "breast_cancer"}, "models": models, "budget": {"max_parallel": max_parallel},
+    })
+
+
+@pytest.mark.parametrize(("cpu_count", "workers", "backend", "expected"), [
+    (8, 2, "local", 4), (8, 3, "local", 2), (8, 8, "local", 1), (4, 16, "local", 1), (64, 1, "local", 6),
+    (8, 2, "kubernetes", 6), (8, 2, "sagemaker", 6),
+])
+def test_a_local_round_never_runs_more_workers_than_the_machine_has_cores(
+        cpu_count: int, workers: int, backend: str, expected: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlfleet.config import Settings
+    from mlfleet.fit_history import RuntimeModel
+    from mlfleet.sweep.propose import plan_round
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cpu_count)
+    settings = Settings(home=tmp_path, local_workers=workers, batch_target_seconds=0.001)
+    spec = round_spec(max_parallel=6)
+    batches = plan_round(spec, expand(spec), round_index=0, settings=settings, backend=backend, runtime=RuntimeModel())
+    assert len(batches) == expected
+    if backend == "local":
+        assert len(batches) * workers <= max(cpu_count, workers)
+
+
+def test_the_local_cap_holds_across_resource_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlfleet.config import Settings
+    from mlfleet.fit_history import RuntimeModel
+    from mlfleet.sweep.propose import plan_round
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 12)
+    settings = Settings(home=tmp_path, local_workers=2, batch_target_seconds=0.001)
+    spec = round_spec(max_parallel=16, gpu_model=True)
+    local = plan_round(spec, expand(spec), round_index=0, settings=settings, backend="local", runtime=RuntimeModel())
+    assert len(local) == 6  # 12 cores / 2 workers, shared 40:4 between the CPU and the GPU trials
+    assert sorted(b["resources"]["gpu"] for b in local) == [0, 0, 0, 0, 0, 1]
+    remote = plan_round(spec, expand(spec), round_index=0, settings=settings, backend="kubernetes", runtime=RuntimeModel())
+    assert len(remote) == 16

@@ -9,7 +9,7 @@ from mlfleet.config import Settings
 from mlfleet.storage import write_json_atomic
 from mlfleet.sweep.batches import collect_rows
 from mlfleet.sweep.context import SweepContext
-from mlfleet.sweep.propose import open_study, proposed_trials
+from mlfleet.sweep.propose import open_study, proposed_trials, record_history
 
 
 def finalize(context: SweepContext, *, settings: Settings, register: bool = True) -> dict[str, Any]:
@@ -19,6 +19,7 @@ def finalize(context: SweepContext, *, settings: Settings, register: bool = True
     spec = context.experiment_spec
     rows = collect_rows(context)
     trials = proposed_trials(context)
+    record_history(context, settings=settings, rows=rows, trials=trials)  # every sweep's fold times
     missing = {t.trial_id for t in trials} - {r["trial_id"] for r in rows}
     if missing:
         raise RuntimeError(f"{len(missing)} proposed trials have no result (e.g. {sorted(missing)[:3]}); re-run their batches")
