@@ -57,10 +57,16 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None, description="Defaults to a SQLite store under home."
     )
+    # Sweeps of up to this many trials log every trial as a nested MLflow run; larger ones log the best
+    # this many (a run costs ~30 ms of SQLite writes) and every trial in the sweep run's leaderboard.csv.
+    mlflow_trial_runs: int = Field(default=500, ge=0)
     # Local backend: worker processes per batch (0 = every core of this machine).
     local_workers: int = 0
     # Planner: a batch aims at this many predicted seconds of work per core.
     batch_target_seconds: float = 60.0
+    # Planner: the runtime model of a model type is fitted on at most this many of its newest
+    # recorded folds (fitting runs in every sweep's prepare task and must stay cheap).
+    fit_history_sample: int = Field(default=1000, ge=10)
     # ETL
     etl_lookback_days: int = 28
     churn_horizon_days: int = 14
@@ -188,6 +194,11 @@ class Settings(BaseSettings):
     @property
     def optuna_storage(self) -> str:
         return f"sqlite:///{self.home_dir / 'optuna.db'}"
+
+    @property
+    def fit_history_path(self) -> Path:
+        """Every finished CV fold of every sweep on this machine, for predicting trial runtimes."""
+        return self.home_dir / "history.db"
 
     @property
     def tracking_uri(self) -> str:
