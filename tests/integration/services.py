@@ -18,7 +18,6 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,16 +27,11 @@ from typing import Any, Iterator
 
 import pytest
 
+from mlfleet.devstack.ports import free_port
+
 INSTALL_HINT = "install it with: apt-get install redis-server postgresql"
 DATABASE = "mlfleet_test"
 PG_USER = "mlfleet"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def find_binary(name: str, *extra_dirs: str) -> str:

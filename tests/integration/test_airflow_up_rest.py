@@ -7,6 +7,7 @@ result back over the REST API.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -14,11 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from mlfleet.devstack import stack as airflow_local
-from mlfleet.devstack.rest_client import ApiClient, api_token
 from mlfleet.config import Settings, get_settings
+from mlfleet.devstack import stack as airflow_local
+from mlfleet.devstack.ports import free_port
+from mlfleet.devstack.rest_client import ApiClient, api_token
 
 pytestmark = pytest.mark.slow
 
@@ -35,29 +38,19 @@ SPEC = {
 MLFLEET = str(Path(sys.executable).parent / "mlfleet")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _group_gone(pgid: int) -> bool:
     """No live (non-zombie) process is left in the group; zombies wait on a reaper, not on us."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid and state != "Z":
-            return False
+    for proc in psutil.process_iter():
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                return False
     return True
 
 
 @pytest.fixture
 def local_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("MLFLEET_HOME", str(tmp_path / "mlfleet"))
-    monkeypatch.setenv("MLFLEET_AIRFLOW_PORT", str(_free_port()))
+    monkeypatch.setenv("MLFLEET_AIRFLOW_PORT", str(free_port()))
     return get_settings()
 
 
@@ -88,9 +81,9 @@ def test_mlfleet_up_trigger_sweep_over_rest_down(local_settings: Settings) -> No
             assert state == "success", [(ti["task_id"], ti["state"]) for ti in tis]
             states = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in tis}
             assert states[("prepare", -1)] == "success"
-            assert states[("round_0.run_local", 0)] == "success"
-            assert states[("finalize", -1)] == "success"
-            result = api.xcom(DAG_ID, run_id, "finalize")
+            assert states[("run_batch", 0)] == "success"
+            assert states[("end_round", -1)] == "success"  # the only round: it finalizes
+            result = api.xcom(DAG_ID, run_id, "end_round")
             assert result["n_trials"] == 2
             assert result["best"]["model"] == "logistic_l1" and result["best"]["mean_score"] > 0.8
         print(f"up + run took {time.monotonic() - t0:.1f} s")

@@ -57,10 +57,10 @@ def run_triggered(settings: Settings, dag_id: str, *, timeout: float = 900) -> s
 
 
 def migrate(settings: Settings) -> None:
-    from mlfleet.devstack.stack import airflow_env
+    """Migrate the metadata DB the demo's `airflow dags test` runs share with `mlfleet up`."""
+    from mlfleet.devstack import stack
 
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=airflow_env(settings),
-                   check=True, capture_output=True)
+    stack.migrate(settings)
 
 
 def run_demo(settings: Settings, *, say: Callable[[str], None]) -> dict[str, Any]:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
+
+from mlfleet.devstack.polling import poll_until
+
+FINISHED_RUN_STATES = frozenset({"success", "failed"})
 
 
 def api_token(url: str, username: str, password: str) -> str:
@@ -74,17 +77,20 @@ class ApiClient:
 
     def wait_for_dag(self, dag_id: str, timeout: float = 60.0) -> dict[str, Any]:
         """Poll until the dag processor has parsed ``dag_id`` and it is active."""
-        deadline = time.monotonic() + timeout
-        while True:
-            dag = self.get_dag(dag_id)
-            if dag is not None and not dag.get("is_stale", False):
-                return dag
-            if time.monotonic() > deadline:
-                errors = [e.get("filename") for e in self.import_errors()]
-                raise TimeoutError(
-                    f"DAG {dag_id!r} not parsed after {timeout:.0f} s; import errors in: {errors}"
-                )
-            time.sleep(1.0)
+
+        def not_parsed(_: dict[str, Any] | None) -> TimeoutError:
+            errors = [e.get("filename") for e in self.import_errors()]
+            return TimeoutError(
+                f"DAG {dag_id!r} not parsed after {timeout:.0f} s; import errors in: {errors}"
+            )
+
+        dag = poll_until(
+            lambda: self.get_dag(dag_id),
+            done=lambda dag: dag is not None and not dag.get("is_stale", False),
+            timeout=timeout,
+            timed_out=not_parsed,
+        )
+        return cast("dict[str, Any]", dag)  # `done` accepted it, so it is not None
 
     def unpause(self, dag_id: str) -> dict[str, Any]:
         """Unpause: DAGs are created paused, and runs of a paused DAG never start."""
@@ -112,14 +118,14 @@ class ApiClient:
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300.0) -> str:
         """Poll until the run is finished; returns its state ("success" or "failed")."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.dag_run(dag_id, run_id)["state"]
-            if state in ("success", "failed"):
-                return state
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"run {dag_id}/{run_id} still {state!r} after {timeout:.0f} s")
-            time.sleep(1.0)
+        return poll_until(
+            lambda: self.dag_run(dag_id, run_id)["state"],
+            done=lambda state: state in FINISHED_RUN_STATES,
+            timeout=timeout,
+            timed_out=lambda state: TimeoutError(
+                f"run {dag_id}/{run_id} still {state!r} after {timeout:.0f} s"
+            ),
+        )
 
     def dag_runs(self, dag_id: str, *, state: str | None = None) -> list[dict[str, Any]]:
         """The DAG's runs, newest first, optionally only those in `state` (e.g. "queued")."""

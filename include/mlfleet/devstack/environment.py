@@ -1,0 +1,181 @@
+"""What every `airflow` process of the local deployment agrees on: paths, secrets, ports, env vars.
+
+All state lives under ``settings.airflow_home``. Secrets, the admin password and the log-server
+ports are chosen once and stored there, so they survive ``down``/``up`` and a deleted airflow.cfg.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlfleet.config import PROJECT_ROOT
+from mlfleet.devstack.ports import HOST, free_port, port_free
+
+if TYPE_CHECKING:
+    from mlfleet.config import Settings
+
+SECRETS_FILE = "mlfleet_secrets.json"
+PORTS_FILE = "mlfleet_ports.json"
+PASSWORDS_FILE = "simple_auth_manager_passwords.json"
+# The scheduler and triggerer each serve their task logs over HTTP on every interface; Airflow's
+# default ports would clash between two deployments on one machine (a test next to `mlfleet up`).
+LOG_PORTS: dict[str, tuple[str, int]] = {
+    "scheduler": ("worker_log_server_port", 8793),
+    "triggerer": ("trigger_log_server_port", 8794),
+}
+
+
+def run_dir(settings: Settings) -> Path:
+    """Where the components' pid files live."""
+    return settings.airflow_home / "run"
+
+
+def logs_dir(settings: Settings) -> Path:
+    """Component logs, `airflow db migrate`'s log and Airflow's task logs."""
+    return settings.airflow_home / "logs"
+
+
+def passwords_file(settings: Settings) -> Path:
+    """SimpleAuthManager's password file (user -> password)."""
+    return settings.airflow_home / PASSWORDS_FILE
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds secrets)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def deployment_secrets(settings: Settings) -> dict[str, str]:
+    """Fernet key, JWT secret and API secret key: generated once, reused on every start.
+
+    Airflow would otherwise write fresh ones into airflow.cfg on first use; keeping them in our own
+    file and passing them as env vars means a deleted airflow.cfg cannot strand encrypted
+    connections or invalidate tokens of a running api-server.
+    """
+    path = settings.airflow_home / SECRETS_FILE
+    data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    wanted = {
+        # Fernet key format: url-safe base64 of 32 random bytes.
+        "fernet_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        # HS512 wants >= 64 bytes of key (PyJWT warns below that).
+        "jwt_secret": lambda: secrets.token_urlsafe(64),
+        "api_secret_key": lambda: secrets.token_urlsafe(32),
+    }
+    missing = [k for k in wanted if not data.get(k)]
+    for key in missing:
+        data[key] = wanted[key]()
+    if missing:
+        write_private(path, json.dumps(data, indent=2) + "\n")
+    return data
+
+
+def log_ports(settings: Settings, *, running: Mapping[str, bool] | None = None) -> dict[str, int]:
+    """Log-server ports of scheduler and triggerer, chosen once per airflow_home and stored.
+
+    Airflow's defaults (8793/8794) when free, else any free port. With ``running`` (which
+    components are up; ``up`` passes it before starting), a stored port now taken by another
+    program is replaced, unless its own component is the one holding it.
+    """
+    path = settings.airflow_home / PORTS_FILE
+    ports: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+    changed = False
+    for component, (key, default) in LOG_PORTS.items():
+        port = ports.get(key)
+        taken_by_other = (
+            port is not None
+            and running is not None
+            and not running.get(component)
+            and not port_free(port, "")
+        )
+        if port is None or taken_by_other:
+            taken = {settings.airflow_port, *(v for k, v in ports.items() if k != key)}
+            port = default if default not in taken and port_free(default, "") else free_port("")
+            ports[key] = port
+            changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(ports, indent=2) + "\n")
+    return ports
+
+
+def admin_password(settings: Settings) -> str:
+    """The admin password, created on first call and then stable (SimpleAuthManager reads it)."""
+    path = passwords_file(settings)
+    content = path.read_text().strip() if path.exists() else ""
+    passwords: dict[str, str] = json.loads(content) if content else {}
+    user = settings.airflow_username
+    if not passwords.get(user):
+        passwords[user] = secrets.token_urlsafe(12)
+        write_private(path, json.dumps(passwords) + "\n")
+    return passwords[user]
+
+
+def airflow_env(settings: Settings, dags_folder: Path | None = None) -> dict[str, str]:
+    """The complete environment for any `airflow` subcommand of this deployment.
+
+    Used for the four components, `airflow db migrate`, and by tests / the CLI for
+    `airflow dags test`, so every process agrees on DB, secrets and folders. ``dags_folder``
+    overrides PROJECT_ROOT/dags (tests point it at a tmp folder). Creates airflow_home and the
+    secrets file on first call.
+    """
+    home = settings.airflow_home
+    home.mkdir(parents=True, exist_ok=True)
+    sec = deployment_secrets(settings)
+    ports = log_ports(settings)
+    port = settings.airflow_port
+    venv_bin = str(Path(sys.executable).parent)
+    env = dict(os.environ)
+    pythonpath = [str(PROJECT_ROOT / "include")]
+    if env.get("PYTHONPATH"):
+        pythonpath.append(env["PYTHONPATH"])
+    env.update(
+        {
+            # Components and the LocalExecutor spawn `airflow ...` by name.
+            "PATH": os.pathsep.join([venv_bin, env.get("PATH", "")]),
+            "PYTHONPATH": os.pathsep.join(pythonpath),
+            "MLFLEET_HOME": str(settings.home_dir),
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__FERNET_KEY": sec["fernet_key"],
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(settings)),
+            # Task processes reach the api-server here; the default assumes :8080.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{port}/execution/",
+            "AIRFLOW__API__HOST": HOST,
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__SECRET_KEY": sec["api_secret_key"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
+            # Each batch task already uses every core: a few task slots are plenty on one machine.
+            "AIRFLOW__CORE__PARALLELISM": str(max(4, 2 * (os.cpu_count() or 1))),
+            # The embedded Spark: local mode with every core (feature_pipeline's conn_id).
+            "AIRFLOW_CONN_SPARK_LOCAL": json.dumps({"conn_type": "spark", "host": "local[*]"}),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            # New DAG files show up within seconds instead of 5 minutes; edits within 10 s.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(logs_dir(settings)),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_log_server_port"]),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_log_server_port"]),
+        }
+    )
+    return env
