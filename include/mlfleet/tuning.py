@@ -105,7 +105,7 @@ def _fits(dist: Any, value: Any) -> bool:
 
 
 def tell(study: Any, rows: list[dict[str, Any]], trials: list[Trial]) -> int:
-    """Tell Optuna each finished trial's mean score (failed trials as FAIL); idempotent."""
+    """Tell Optuna each finished trial's mean score (failed trials as FAIL, pruned ones as PRUNED); idempotent."""
     optuna = _optuna()
     by_id = {r["trial_id"]: r for r in rows}
     told = 0
@@ -114,7 +114,10 @@ def tell(study: Any, rows: list[dict[str, Any]], trials: list[Trial]) -> int:
         if trial.optuna_number is None or trial.optuna_number in finished:
             continue
         row = by_id.get(trial.trial_id)
-        if row and row["status"] == "success":
+        if row and row["status"] == "success" and row.get("pruned"):
+            # Stopped early across folds: its mean covers fewer folds, so it is not a complete value.
+            study.tell(trial.optuna_number, state=optuna.trial.TrialState.PRUNED)
+        elif row and row["status"] == "success":
             study.tell(trial.optuna_number, row["mean_score"])
         else:
             study.tell(trial.optuna_number, state=optuna.trial.TrialState.FAIL)
@@ -149,7 +152,7 @@ def record_trials(study: Any, spec: ExperimentSpec, rows: list[dict[str, Any]], 
     frozen = []
     for trial in trials:
         row = by_id.get(trial.trial_id)
-        if not row or row["status"] != "success":
+        if not row or row["status"] != "success" or row.get("pruned"):  # a pruned mean covers fewer folds
             continue
         params = {"model": trial.model_index}
         for key, value in trial.params.items():

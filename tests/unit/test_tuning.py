@@ -95,6 +95,14 @@ def test_tell_is_idempotent_and_marks_failures(storage: str) -> None:
     assert by_number[trials[3].optuna_number].value is None
 
 
+def test_a_trial_stopped_across_folds_is_told_as_pruned(storage: str) -> None:
+    study = tuning.open_study(storage=storage, name="s", seed=0)
+    trials = tuning.ask(study, spec_of(BAYES), 2)
+    rows = [{**row, "pruned": index == 1} for index, row in enumerate(success(trials))]
+    assert tuning.tell(study, rows, trials) == 2
+    assert [t.state for t in study.get_trials()] == [State.COMPLETE, State.PRUNED]
+
+
 def test_tell_marks_a_trial_without_a_row_failed(storage: str) -> None:
     study = tuning.open_study(storage=storage, name="s", seed=0)
     trials = tuning.ask(study, spec_of(BAYES), 2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 MODEL_TYPES = ("xgboost", "lightgbm", "random_forest", "logistic_l1", "mlp")
 NAME_PATTERN = r"^[a-z0-9-]+$"
@@ -48,10 +48,34 @@ class CV(_Strict):
     seed: int = 0
 
 
+class Prune(_Strict):
+    """Stop a trial early, inside its batch, once its folds show it is clearly worse than the batch's leader.
+
+    After `min_folds` folds (and after each fold from then on) a trial whose fold scores are worse
+    than the leader's on the same folds with Wilcoxon signed-rank p < `p_value` runs no more folds.
+    """
+
+    min_folds: int = Field(default=2, ge=2)
+    p_value: float = Field(default=0.1, gt=0, lt=1)
+
+
 class Search(_Strict):
     strategy: Literal["grid", "random", "bayes"] = "grid"
     n_trials: int | None = Field(default=None, ge=1)
     batch_size: int | None = Field(default=None, ge=1)
+    # `prune: true` is `prune: {}` (the defaults); `prune: false` or no key: every fold of every trial runs
+    prune: Prune | None = None
+
+    @field_validator("prune", mode="before")
+    @classmethod
+    def _prune_shorthand(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False or value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ValueError(f"give true, false or {{min_folds: 2, p_value: 0.1}}, got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _trials_needed(self) -> "Search":
@@ -109,6 +133,15 @@ class ExperimentSpec(_Strict):
     backend: Literal["local", "sagemaker", "kubernetes"] | None = None
     budget: Budget = Budget()
 
+    @field_validator("search")
+    @classmethod
+    def _prune_can_save_a_fold(cls, search: Search, info: ValidationInfo) -> Search:
+        cv = info.data.get("cv")
+        if search.prune is None or cv is None:
+            return search
+        _check_prune(search.prune, cv.folds)
+        return search
+
     @model_validator(mode="after")
     def _param_shapes(self) -> "ExperimentSpec":
         for i, model in enumerate(self.models):
@@ -118,6 +151,22 @@ class ExperimentSpec(_Strict):
 
     def resources_for(self, model_index: int) -> Resources:
         return self.models[model_index].resources or self.resources
+
+
+def _check_prune(prune: Prune, folds: int) -> None:
+    # A decision comes after fold n (n >= min_folds) and saves a fold only when n < folds. With n
+    # paired folds the one-sided signed-rank test's smallest p is 1/2**n (every fold worse).
+    if prune.min_folds >= folds:
+        raise ValueError(
+            f"search.prune.min_folds: {prune.min_folds} leaves no fold to skip with cv.folds {folds}; "
+            f"give at most {folds - 1}"
+        )
+    if 0.5 ** (folds - 1) >= prune.p_value:
+        reachable = 0.5 ** (folds - 1)
+        raise ValueError(
+            f"search.prune.p_value: {prune.p_value} can never prune with cv.folds {folds} (after {folds - 1} "
+            f"folds the smallest p is {reachable:.4g}); give p_value above {reachable:.4g} or more folds"
+        )
 
 
 def _check_param(field: str, value: Any, strategy: str) -> None:

@@ -24,6 +24,7 @@ def batch_job(context: SweepContext, batch: dict[str, Any]) -> dict[str, Any]:
         "metric": spec.metric,
         "cv": {"folds": spec.cv.folds, "seed": spec.cv.seed},
         "trials": batch["trials"],
+        "prune": spec.search.prune.model_dump() if spec.search.prune else None,
     }
 
 

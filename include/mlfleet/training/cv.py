@@ -2,16 +2,29 @@
 
 Each (trial, fold) pair is one unit of work for a joblib process pool, so a batch of trials
 keeps every core busy; a fold that raises marks its trial failed without stopping the rest.
+The longest trials (by the planner's `predicted_seconds`) start first, so the batch does not end
+with one worker fitting a slow trial while the others idle.
+
+With `prune` (the spec's `search.prune`) folds run in waves: fold 0 of every trial, then fold 1
+of the trials still in, and so on; after each wave from `min_folds` on, Optuna's WilcoxonPruner
+stops the trials clearly worse than the wave's leader. See `cross_validate_trials`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 import traceback
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+# What one fit of one fold gives: score (None if it failed), seconds, error line (None if it worked).
+FoldResult = tuple[float | None, float, str | None]
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,14 @@ class CVConfig:
 
         cls = StratifiedKFold if self.task == "classification" else KFold
         return cls(n_splits=self.folds, shuffle=True, random_state=self.seed)
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """The spec's `search.prune`: stop a trial after `min_folds`+ folds when Wilcoxon p < `p_value`."""
+
+    min_folds: int = 2
+    p_value: float = 0.1
 
 
 def _fit_fold(trial: dict[str, Any], fold: int, train: np.ndarray, test: np.ndarray, X: Any, y: Any,
@@ -47,40 +68,187 @@ def _fit_fold(trial: dict[str, Any], fold: int, train: np.ndarray, test: np.ndar
         return trial["trial_id"], fold, None, time.perf_counter() - started, line
 
 
+def longest_first(trials: list[dict[str, Any]], *, folds: int) -> list[dict[str, Any]]:
+    """Trials by predicted seconds per fold, longest first (ties and no predictions: input order).
+
+    A trial without a usable `predicted_seconds` (old jobs, or a planner that could not predict
+    it) counts as the batch's average prediction.
+    """
+    per_fold = [_predicted(t) for t in trials]
+    known = [p for p in per_fold if p is not None]
+    if not known:
+        return list(trials)
+    average = sum(known) / len(known)
+    keyed = [((average if p is None else p) / folds, i) for i, p in enumerate(per_fold)]
+    return [trials[i] for _, i in sorted(keyed, key=lambda pair: (-pair[0], pair[1]))]
+
+
+def _predicted(trial: dict[str, Any]) -> float | None:
+    value = trial.get("predicted_seconds")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
+
+
 def cross_validate_trials(
     trials: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, config: CVConfig, *, workers: int,
-    on_trial_done: Any = None,
+    on_trial_done: Callable[[dict[str, Any]], Any] | None = None, prune: Pruning | None = None,
 ) -> list[dict[str, Any]]:
-    """Score every trial on every fold; returns one result dict per trial, input order."""
+    """Score every trial on every fold (or, with `prune`, until it is clearly beaten); one row per trial, input order.
+
+    Pruning decides on the folds every remaining trial has run (never on timing or worker count,
+    so the rows are the same with 1 worker or 64). A pruned row has `pruned: true`, the scores of
+    the folds it ran and their mean; it keeps status "success". Its mean is below the batch's best
+    complete mean by construction: the pruner never stops a trial whose mean is not below the
+    leader's on the same folds, and a pruned trial whose mean still ends at or above the best
+    complete trial's mean gets its remaining folds run. So the batch's best is always a trial
+    scored on every fold.
+    """
     from joblib import Parallel, delayed
 
     # Bayes rounds can propose the same params twice (same trial id): fit each id once, or
-    # the two copies' folds would mix in `by_trial` below.
+    # the two copies' folds would mix.
     unique = list({t["trial_id"]: t for t in trials}.values())
+    if not unique:
+        return []
     splits = list(config.splitter().split(X, y))
     n_classes = len(np.unique(y)) if config.task == "classification" else 0
-    jobs = [
-        delayed(_fit_fold)(trial, k, train, test, X, y, config, n_classes)
-        for trial in unique
-        for k, (train, test) in enumerate(splits)
-    ]
-    by_trial: dict[str, list[tuple[int, float | None, float, str | None]]] = {t["trial_id"]: [] for t in unique}
+    order = longest_first(unique, folds=len(splits))
+    done: dict[str, dict[int, FoldResult]] = {t["trial_id"]: {} for t in unique}
     results: dict[str, dict[str, Any]] = {}
-    runner = Parallel(n_jobs=max(1, min(workers, len(jobs))), return_as="generator_unordered")
-    for trial_key, fold, score, seconds, error in runner(jobs):
-        by_trial[trial_key].append((fold, score, seconds, error))
-        if len(by_trial[trial_key]) == len(splits):
-            trial = next(t for t in unique if t["trial_id"] == trial_key)
-            results[trial_key] = summarize(trial, sorted(by_trial[trial_key]))
-            if on_trial_done:
-                on_trial_done(results[trial_key])
+
+    def finish(trial: dict[str, Any], *, folds_run: int, pruned: bool = False) -> None:
+        key = trial["trial_id"]
+        results[key] = summarize(trial, [(k, *done[key][k]) for k in range(folds_run)], n_folds=len(splits),
+                                 pruned=pruned)
+        if on_trial_done:
+            on_trial_done(results[key])
+
+    n_jobs = max(1, min(workers, len(unique) * len(splits)))
+    with Parallel(n_jobs=n_jobs, return_as="generator_unordered") as parallel:
+
+        def run(pairs: list[tuple[dict[str, Any], int]]) -> Iterator[str]:
+            """Fit these (trial, fold) pairs, in this order; yield each trial id as a fold of it ends."""
+            jobs = [delayed(_fit_fold)(t, k, *splits[k], X, y, config, n_classes) for t, k in pairs]
+            for key, fold, score, seconds, error in parallel(jobs) if jobs else ():
+                done[key][fold] = (score, seconds, error)
+                yield key
+
+        if prune is None:
+            by_id = {t["trial_id"]: t for t in unique}
+            for key in run([(t, k) for t in order for k in range(len(splits))]):
+                if len(done[key]) == len(splits):
+                    finish(by_id[key], folds_run=len(splits))
+        else:
+            _run_in_waves(order, folds=len(splits), workers=n_jobs, prune=prune, done=done, run=run,
+                          finish=finish, results=results)
     return [results[t["trial_id"]] for t in trials]
 
 
-def summarize(trial: dict[str, Any], folds: list[tuple[int, float | None, float, str | None]]) -> dict[str, Any]:
+def _run_in_waves(order: list[dict[str, Any]], *, folds: int, workers: int, prune: Pruning,
+                  done: dict[str, dict[int, FoldResult]], run: Callable[[list[tuple[dict[str, Any], int]]], Iterator[str]],
+                  finish: Callable[..., None], results: dict[str, dict[str, Any]]) -> None:
+    active = list(order)
+    stopped: list[tuple[dict[str, Any], int]] = []  # (trial, folds it ran), in run order
+    for k in range(folds):
+        wave = [(t, k) for t in active if k not in done[t["trial_id"]]]
+        # A wave narrower than the pool fills the idle workers with later folds of the trials still
+        # in: free in wall time, and used only if the trial is still in when its turn comes.
+        ahead = [(t, j) for j in range(k + 1, folds) for t in active if j not in done[t["trial_id"]]]
+        for _ in run(wave + ahead[:max(0, workers - len(wave))]):
+            pass
+        failed = [t for t in active if done[t["trial_id"]][k][2] is not None]
+        for trial in failed:
+            finish(trial, folds_run=k + 1)  # failed is final: its later folds cannot change the row
+        active = [t for t in active if done[t["trial_id"]][k][2] is None]
+        if prune.min_folds <= k + 1 < folds and len(active) > 1:
+            beaten = _beaten(active, done, folds_run=k + 1, p_value=prune.p_value)
+            stopped += [(t, k + 1) for t in active if t["trial_id"] in beaten]
+            active = [t for t in active if t["trial_id"] not in beaten]
+    for trial in active:
+        finish(trial, folds_run=folds)
+
+    # The leader a trial lost to can fall later (its last folds worse, or a failed fold): a
+    # stopped trial not below the best complete mean runs its remaining folds.
+    complete = [r["mean_score"] for r in results.values() if r["status"] == "success"]
+    best = max(complete, default=None)
+    resume = [t for t, n in stopped if best is None or _mean(done, t, n) >= best]
+    for _ in run([(t, j) for t in resume for j in range(folds) if j not in done[t["trial_id"]]]):
+        pass
+    resumed = {t["trial_id"] for t in resume}
+    for trial, folds_run in stopped:
+        if trial["trial_id"] in resumed:
+            finish(trial, folds_run=folds)
+        else:
+            finish(trial, folds_run=folds_run, pruned=True)
+
+
+def _mean(done: dict[str, dict[int, FoldResult]], trial: dict[str, Any], folds_run: int) -> float:
+    return float(np.mean([done[trial["trial_id"]][k][0] for k in range(folds_run)]))
+
+
+def _beaten(active: list[dict[str, Any]], done: dict[str, dict[int, FoldResult]], *, folds_run: int,
+            p_value: float) -> set[str]:
+    """Ids of the trials Optuna's WilcoxonPruner would stop against the leader on folds 0..folds_run-1.
+
+    The leader (best mean on those folds; ties: run order) is the one complete trial of a throwaway
+    in-memory study, so it is what the pruner compares each other trial with; the pruner never
+    stops a trial whose mean on those folds is not below the leader's.
+    """
+    import optuna
+
+    def scores(trial: dict[str, Any]) -> dict[int, float]:
+        return {k: float(done[trial["trial_id"]][k][0]) for k in range(folds_run)}  # type: ignore[arg-type]
+
+    leader = max(active, key=lambda t: _mean(done, t, folds_run))
+    with _quiet_optuna():
+        study = optuna.create_study(
+            direction="maximize",
+            sampler=optuna.samplers.RandomSampler(seed=0),
+            pruner=optuna.pruners.WilcoxonPruner(p_threshold=p_value, n_startup_steps=folds_run),
+        )
+    study.add_trial(optuna.trial.create_trial(value=_mean(done, leader, folds_run), intermediate_values=scores(leader)))
+    beaten: set[str] = set()
+    for trial in active:
+        if trial is leader:
+            continue
+        candidate = study.ask()
+        for k, score in scores(trial).items():
+            candidate.report(score, step=k)
+        if candidate.should_prune():
+            beaten.add(trial["trial_id"])
+    return beaten
+
+
+@contextlib.contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """No "A new study created in memory" line per wave and no experimental-feature warning."""
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def summarize(trial: dict[str, Any], folds: list[tuple[int, float | None, float, str | None]], *,
+              n_folds: int | None = None, pruned: bool = False) -> dict[str, Any]:
+    """One leaderboard row from a trial's (fold, score, seconds, error) tuples, in fold order.
+
+    `fold_seconds` has one entry per fold of the CV (`n_folds`, default: the folds given), None
+    where the fold did not run; `fit_seconds` is their sum.
+    """
+    fold_seconds: list[float | None] = [None] * (len(folds) if n_folds is None else n_folds)
+    for k, _, seconds, _ in folds:
+        fold_seconds[k] = round(seconds, 4)
     errors = [e for _, _, _, e in folds if e]
-    fit_seconds = round(sum(s for _, _, s, _ in folds), 4)
-    row = {"trial_id": trial["trial_id"], "model": trial["model"], "params": trial["params"], "fit_seconds": fit_seconds}
+    fit_seconds = round(sum(s for s in fold_seconds if s is not None), 4)
+    row = {"trial_id": trial["trial_id"], "model": trial["model"], "params": trial["params"],
+           "fit_seconds": fit_seconds, "fold_seconds": fold_seconds, "pruned": pruned}
     if errors:
         return {**row, "fold_scores": None, "mean_score": None, "std_score": None, "status": "failed", "error": errors[0]}
     scores = [float(s) for _, s, _, _ in folds]

@@ -2,7 +2,8 @@
 
 Layout under the root (`/opt/ml` in a container, a per-batch directory locally):
 
-    input/config/hyperparameters.json   task, target, metric, cv_folds, cv_seed (strings, as SageMaker passes them)
+    input/config/hyperparameters.json   task, target, metric, cv_folds, cv_seed, and with pruning on
+                                         prune_min_folds, prune_p_value (strings, as SageMaker passes them)
     input/data/config/job.json           the batch's trials and the feature columns (a channel: SageMaker
                                          caps a hyperparameter value at 2,500 characters, a batch is larger)
     input/data/train/                    the training set (Parquet or CSV)
@@ -40,13 +41,17 @@ XCOM_SIDECAR = "/airflow/xcom/return.json"
 
 def hyperparameters_of(job: dict[str, Any]) -> dict[str, str]:
     """The job's scalar settings as SageMaker hyperparameters (string values)."""
-    return {
+    hyperparameters = {
         "task": job["task"],
         "target": job["target"],
         "metric": job["metric"],
         "cv_folds": str(job["cv"]["folds"]),
         "cv_seed": str(job["cv"]["seed"]),
     }
+    if job.get("prune"):  # only when on: a job without pruning keeps the request it always had
+        hyperparameters["prune_min_folds"] = str(job["prune"]["min_folds"])
+        hyperparameters["prune_p_value"] = repr(float(job["prune"]["p_value"]))
+    return hyperparameters
 
 
 def config_of(job: dict[str, Any]) -> dict[str, Any]:
@@ -61,14 +66,19 @@ def stage_job(root: Path, job: dict[str, Any]) -> None:
 
 
 def read_job(root: Path) -> dict[str, Any]:
-    """The job `stage_job` laid out (hyperparameters arrive as strings)."""
+    """The job `stage_job` laid out (hyperparameters arrive as strings; jobs from before pruning lack its keys)."""
     hyperparameters = json.loads((root / "input/config/hyperparameters.json").read_text())
     config = json.loads((root / "input/data/config/job.json").read_text())
+    prune = None
+    if "prune_min_folds" in hyperparameters:
+        prune = {"min_folds": int(hyperparameters["prune_min_folds"]),
+                 "p_value": float(hyperparameters.get("prune_p_value", "0.1"))}
     return {
         "task": hyperparameters["task"],
         "target": hyperparameters["target"],
         "metric": hyperparameters["metric"],
         "cv": {"folds": int(hyperparameters["cv_folds"]), "seed": int(hyperparameters["cv_seed"])},
+        "prune": prune,
         "features": config["features"],
         "trials": config["trials"],
     }
@@ -86,13 +96,14 @@ def load_channel(channel: Path) -> Any:
 
 def run(root: Path, *, workers: int | None = None, on_checkpoint: Any = None) -> list[dict[str, Any]]:
     """Run every trial of the batch not already checkpointed; return all result rows."""
-    from mlfleet.training.cv import CVConfig, cross_validate_trials
+    from mlfleet.training.cv import CVConfig, Pruning, cross_validate_trials
 
     job = read_job(root)
     frame = load_channel(root / "input/data/train")
     X = frame[job["features"]].to_numpy(dtype="float64")
     y = frame[job["target"]].to_numpy()
     config = CVConfig(task=job["task"], metric=job["metric"], folds=job["cv"]["folds"], seed=job["cv"]["seed"])
+    prune = Pruning(**job["prune"]) if job.get("prune") else None
     checkpoints = root / "checkpoints"
     done = {p.stem: json.loads(p.read_text()) for p in checkpoints.glob("*.json")} if checkpoints.is_dir() else {}
     todo = [t for t in job["trials"] if t["trial_id"] not in done]
@@ -101,7 +112,8 @@ def run(root: Path, *, workers: int | None = None, on_checkpoint: Any = None) ->
         for k, score in enumerate(row["fold_scores"] or []):
             print(f"trial={row['trial_id']} fold={k} score={score:.10g}", flush=True)
         if row["status"] == "success":
-            print(f"trial={row['trial_id']} mean_score={row['mean_score']:.10g}", flush=True)
+            pruned = f" pruned_after_folds={len(row['fold_scores'])}" if row.get("pruned") else ""
+            print(f"trial={row['trial_id']} mean_score={row['mean_score']:.10g}{pruned}", flush=True)
         else:
             print(f"trial={row['trial_id']} status=failed error={row['error']}", flush=True)
         write_json_atomic(checkpoints / f"{row['trial_id']}.json", row)
@@ -109,7 +121,7 @@ def run(root: Path, *, workers: int | None = None, on_checkpoint: Any = None) ->
             on_checkpoint(checkpoints / f"{row['trial_id']}.json")
 
     workers = workers or int(os.environ.get("MLFLEET_WORKERS", "0")) or os.cpu_count() or 1
-    cross_validate_trials(todo, X, y, config, workers=workers, on_trial_done=record)
+    cross_validate_trials(todo, X, y, config, workers=workers, on_trial_done=record, prune=prune)
     rows = [json.loads((checkpoints / f"{t['trial_id']}.json").read_text()) for t in job["trials"]]
     write_json_atomic(root / "model/results.json", rows)
     return rows

@@ -493,3 +493,61 @@ def test_check_target_boundary_is_folds_rows_per_class() -> None:
     with pytest.raises(SpecError) as err:
         check_target(spec, _frame([0, 1, 2] * 2 + [0, 1]))
     assert err.value.field == "cv.folds" and "class 2" in str(err.value)
+
+
+# --- search.prune --------------------------------------------------------------------------------
+
+
+def test_prune_is_off_by_default() -> None:
+    assert parse_spec(VALID).search.prune is None
+    assert parse_spec(spec_with(search={"prune": False})).search.prune is None
+
+
+def test_prune_true_is_the_defaults() -> None:
+    from mlfleet.spec.model import Prune
+
+    five = {"folds": 5, "seed": 0}
+    assert parse_spec(spec_with(cv=five, search={"prune": True})).search.prune == Prune(min_folds=2, p_value=0.1)
+    assert parse_spec(spec_with(cv=five, search={"prune": {}})).search.prune == Prune(min_folds=2, p_value=0.1)
+
+
+def test_prune_yaml_mapping() -> None:
+    spec = load_spec(DOC_RANGES.replace("batch_size: 4}", "batch_size: 4, prune: {min_folds: 3, p_value: 0.2}}"))
+    assert (spec.search.prune.min_folds, spec.search.prune.p_value) == (3, 0.2)
+
+
+@pytest.mark.parametrize(
+    ("prune", "folds", "field", "words"),
+    [
+        ("yes", 5, "search.prune", "give true, false or {min_folds: 2, p_value: 0.1}, got 'yes'"),
+        (3, 5, "search.prune", "give true, false or"),
+        ({"min_folds": 1}, 5, "search.prune.min_folds", "greater than or equal to 2"),
+        ({"min_folds": 5}, 5, "search.prune.min_folds", "5 leaves no fold to skip with cv.folds 5; give at most 4"),
+        ({"p_value": 0}, 5, "search.prune.p_value", "greater than 0"),
+        ({"p_value": 1.5}, 5, "search.prune.p_value", "less than 1"),
+        ({"p_value": "often"}, 5, "search.prune.p_value", "valid number"),
+        ({"p_value": 0.05}, 5, "search.prune.p_value", "0.05 can never prune with cv.folds 5"),
+        (True, 3, "search.prune.p_value", "give p_value above 0.25 or more folds"),
+        ({"min_fold": 2}, 5, "search.prune.min_fold", "unknown field"),
+    ],
+)
+def test_bad_prune(prune: Any, folds: int, field: str, words: str) -> None:
+    err = refused(spec_with(cv={"folds": folds, "seed": 0}, search={"strategy": "grid", "prune": prune}))
+    assert err.field == field
+    assert words in err.message
+    assert str(err).startswith(f"{field}: ")
+
+
+def test_prune_reaches_the_batch_job_and_its_hyperparameters(settings) -> None:
+    from mlfleet.sweep import batch_job, prepare
+    from mlfleet.training.entrypoint import hyperparameters_of
+
+    batch = {"batch_id": "r0-x", "trials": []}
+    plain = prepare(spec_with(name="no-prune"), settings=settings, run_id="r1")
+    assert batch_job(plain, batch)["prune"] is None
+    assert "prune_min_folds" not in hyperparameters_of(batch_job(plain, batch))
+    pruned = prepare(spec_with(name="pruned", cv={"folds": 5, "seed": 0}, search={"prune": {"p_value": 0.2}}),
+                     settings=settings, run_id="r1")
+    assert batch_job(pruned, batch)["prune"] == {"min_folds": 2, "p_value": 0.2}
+    hyperparameters = hyperparameters_of(batch_job(pruned, batch))
+    assert (hyperparameters["prune_min_folds"], hyperparameters["prune_p_value"]) == ("2", "0.2")

@@ -151,7 +151,7 @@ def test_csv_channel(tmp_path: Path, frame: pd.DataFrame) -> None:
     frame.iloc[100:].to_csv(channel / "part-1.csv", index=False)
     parquet_root = make_root(tmp_path / "ml2", frame, TRIALS[:1])
     def scores(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{k: v for k, v in r.items() if k != "fit_seconds"} for r in rows]
+        return [{k: v for k, v in r.items() if k not in ("fit_seconds", "fold_seconds")} for r in rows]
 
     from_csv = scores(run(root, workers=2))
     assert from_csv == scores(run(parquet_root, workers=2))
