@@ -145,38 +145,29 @@ def _stamp(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
-def _follow(api: Any, dag_id: str, run_id: str, *, timeout: float) -> list[str]:
-    """Wait for a sweep run and each continuation it triggers; the run ids in order."""
-    runs = [run_id]
-    deadline = time.monotonic() + timeout
-    while True:
-        state = api.wait_for_run(dag_id, runs[-1], timeout=max(1.0, deadline - time.monotonic()))
-        if state != "success":
-            raise RuntimeError(f"{dag_id} run {runs[-1]} ended {state}")
-        try:
-            following = api.xcom(dag_id, runs[-1], "end_round", key="trigger_run_id")
-        except RuntimeError:  # no continuation: this run finalized the sweep
-            return runs
-        runs.append(str(following))
-
-
 def scheduler_sweep(api: Any, spec: dict[str, Any], *, timeout: float = 7200) -> dict[str, Any]:
     """Trigger experiment_sweep over REST; wall from the POST to the end of the sweep's last run."""
     from mlfleet.results import read_leaderboard
 
     started = time.perf_counter()
     run = api.trigger("experiment_sweep", {"spec": spec})
-    runs = _follow(api, "experiment_sweep", run["dag_run_id"], timeout=timeout)
+    runs, state = api.wait_for_sweep("experiment_sweep", run["dag_run_id"], timeout=timeout)
     wall = time.perf_counter() - started
+    if state != "success":
+        raise RuntimeError(f"experiment_sweep run {runs[-1]} ended {state}")
     tasks: dict[str, list[float]] = {}
+    waits: list[float] = []  # queued -> running: what the executor and a new task process cost before any work
     for run_id in runs:
         for ti in api.task_instances("experiment_sweep", run_id):
-            start, end = _stamp(ti.get("start_date")), _stamp(ti.get("end_date"))
+            queued, start, end = _stamp(ti.get("queued_when")), _stamp(ti.get("start_date")), _stamp(ti.get("end_date"))
             if start and end:
                 tasks.setdefault(ti["task_id"], []).append((end - start).total_seconds())
+            if queued and start:
+                waits.append((start - queued).total_seconds())
     result = api.xcom("experiment_sweep", runs[-1], "end_round")
     board = read_leaderboard(Path(result["results_uri"].removeprefix("file://")))
     return {"wall_s": wall, "runs": len(runs), "tasks": tasks, "board": board,
+            "queued_to_start_s": statistics.median(waits) if waits else None,
             "results_dir": result["results_uri"].removeprefix("file://")}
 
 

@@ -174,6 +174,8 @@ def sweeps_section(results: dict[str, Any]) -> str:
         overhead = sched["wall_s"] - batch
         notes = (f"Task durations through the scheduler (REST API): {tasks}. Orchestration overhead (wall minus "
                  f"the batch tasks' time) {overhead:.1f} s = {overhead / max(batch, 1e-9):.0%} of the batch time.")
+        if sched.get("queued_to_start_s") is not None:
+            notes += f" A task waits {sched['queued_to_start_s']:.1f} s (median) from queued to running."
         pred = r.get("prediction")
         if pred:
             notes += (f" Planner prediction error over {pred['trials']} trials: median absolute error "

@@ -35,6 +35,10 @@ SPEC = {
     "cv": {"folds": 3, "seed": 0},
     "models": [{"type": "logistic_l1", "params": {"C": [0.1, 1.0]}}],
 }
+# Three rounds of two trials: rounds 1 and 2 are continuation runs the scheduler starts itself.
+BAYES = {**SPEC, "name": "iris-rounds", "cv": {"folds": 2, "seed": 0},
+         "search": {"strategy": "bayes", "n_trials": 6, "batch_size": 2},
+         "models": [{"type": "logistic_l1", "params": {"C": {"float": [0.01, 10.0], "log": True}}}]}
 MLFLEET = str(Path(sys.executable).parent / "mlfleet")
 
 
@@ -86,7 +90,21 @@ def test_mlfleet_up_trigger_sweep_over_rest_down(local_settings: Settings) -> No
             result = api.xcom(DAG_ID, run_id, "end_round")
             assert result["n_trials"] == 2
             assert result["best"]["model"] == "logistic_l1" and result["best"]["mean_score"] > 0.8
-        print(f"up + run took {time.monotonic() - t0:.1f} s")
+            print(f"up + grid run took {time.monotonic() - t0:.1f} s")
+
+            rounds_run = api.trigger(DAG_ID, {"spec": BAYES})["dag_run_id"]
+            runs, state = api.wait_for_sweep(DAG_ID, rounds_run, timeout=420)
+            assert state == "success" and len(runs) == 3, runs
+            sweep = api.xcom(DAG_ID, rounds_run, "prepare", key="sweep")
+            assert runs[1:] == [f"iris-rounds__{sweep['run_id']}__round_0001", f"iris-rounds__{sweep['run_id']}__round_0002"]
+            assert [api.xcom(DAG_ID, r, "prepare", key="round") for r in runs] == [0, 1, 2]
+            board = api.xcom(DAG_ID, runs[-1], "end_round")
+            assert board["n_trials"] == 6
+        import optuna
+
+        study = optuna.load_study(study_name=f"iris-rounds.{sweep['run_id']}", storage=local_settings.optuna_storage)
+        assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 6
+        print(f"up + both sweeps took {time.monotonic() - t0:.1f} s")
     finally:
         stopped = airflow_local.down(local_settings)
     assert set(stopped) == set(airflow_local.COMPONENTS)

@@ -39,7 +39,8 @@ def run_dag(settings: Settings, dag_id: str, *, conf: dict[str, Any], logical_da
 
 
 def run_triggered(settings: Settings, dag_id: str, *, timeout: float = 900) -> str:
-    """Start local Airflow and let its scheduler run the DAG's queued (triggered) runs."""
+    """Start local Airflow and let its scheduler run the DAG's queued (triggered) sweeps to their end,
+    continuation rounds included."""
     from mlfleet.devstack import stack
     from mlfleet.devstack.rest_client import ApiClient
 
@@ -50,7 +51,7 @@ def run_triggered(settings: Settings, dag_id: str, *, timeout: float = 900) -> s
         if not queued:
             raise RuntimeError(f"no queued {dag_id} run to wait for")
         api.unpause(dag_id)
-        states = [api.wait_for_run(dag_id, run["dag_run_id"], timeout=timeout) for run in queued]
+        states = [api.wait_for_sweep(dag_id, run["dag_run_id"], timeout=timeout)[1] for run in queued]
     if any(state != "success" for state in states):
         raise RuntimeError(f"{dag_id} run failed; see the Airflow UI at {info['url']} or {info['logs']}")
     return states[-1]

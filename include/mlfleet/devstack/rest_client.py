@@ -1,13 +1,15 @@
 """A small client for Airflow 3's public REST API (httpx + a SimpleAuthManager token).
 
 What the CLI, the demo and the tests need from outside the Airflow processes: log in, wait for a
-DAG to be parsed, unpause, trigger with conf, wait for the run, read task instances and XComs.
+DAG to be parsed, unpause, trigger with conf, wait for a run or a whole sweep, read task instances
+and XComs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import time
 from datetime import datetime
 from typing import Any, cast
 
@@ -126,6 +128,28 @@ class ApiClient:
                 f"run {dag_id}/{run_id} still {state!r} after {timeout:.0f} s"
             ),
         )
+
+    def wait_for_sweep(self, dag_id: str, run_id: str, timeout: float = 900.0) -> tuple[list[str], str]:
+        """Follow a sweep from the run that started it through each continuation round.
+
+        A bayes sweep's later rounds are runs of the same DAG with run ids derived from the sweep
+        (docs/rounds.md); the run whose `end_round` returned a value finished the sweep. Returns
+        the sweep's run ids in order and the state of the last one.
+        """
+        from mlfleet.sweep.rounds import continuation_run_id
+
+        deadline = time.monotonic() + timeout
+        runs = [run_id]
+        while True:
+            state = self.wait_for_run(dag_id, runs[-1], timeout=max(1.0, deadline - time.monotonic()))
+            if state != "success" or self.has_xcom(dag_id, runs[-1], "end_round"):
+                return runs, state
+            sweep = self.xcom(dag_id, run_id, "prepare", key="sweep")
+            runs.append(continuation_run_id(sweep["experiment"], sweep["run_id"], len(runs)))
+
+    def has_xcom(self, dag_id: str, run_id: str, task_id: str, *, key: str = "return_value") -> bool:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        return self._http.get(path, params={"map_index": -1}).status_code == 200
 
     def dag_runs(self, dag_id: str, *, state: str | None = None) -> list[dict[str, Any]]:
         """The DAG's runs, newest first, optionally only those in `state` (e.g. "queued")."""

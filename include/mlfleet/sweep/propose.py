@@ -35,10 +35,17 @@ def round_file(context: SweepContext, round_index: int) -> Path:
     return context.results_path / "rounds" / f"{round_index:03d}.json"
 
 
-def open_study(context: SweepContext, settings: Settings) -> Any:
+def open_study(context: SweepContext, settings: Settings, *, round_index: int = 0) -> Any:
+    """The sweep's study, its sampler seeded per round.
+
+    Each round asks from a new process (a new sampler): with one seed for every round, the sampler's
+    random start-up draws would repeat round after round, proposing the same trials again. The
+    seed still depends only on the spec and the round, so a sweep is reproducible.
+    """
     from mlfleet.tuning import open_study as open_optuna_study
 
-    return open_optuna_study(storage=settings.optuna_storage, name=context.study, seed=context.experiment_spec.cv.seed)
+    return open_optuna_study(storage=settings.optuna_storage, name=context.study,
+                             seed=context.experiment_spec.cv.seed + round_index)
 
 
 def propose(context: SweepContext, *, round_index: int, settings: Settings) -> list[dict[str, Any]]:
@@ -55,7 +62,8 @@ def propose(context: SweepContext, *, round_index: int, settings: Settings) -> l
         record(context, settings=settings)
         record_history(context, settings=settings)  # so this round's predictions learn from the last
         remaining = (spec.search.n_trials or 0) - round_index * batch_size(spec)
-        trials = ask(open_study(context, settings), spec, min(batch_size(spec), remaining)) if remaining > 0 else []
+        trials = (ask(open_study(context, settings, round_index=round_index), spec, min(batch_size(spec), remaining))
+                  if remaining > 0 else [])
     else:
         trials = expand(spec)
     payload = plan_round(spec, trials, round_index=round_index, settings=settings, backend=context.backend,
