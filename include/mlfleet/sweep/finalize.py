@@ -9,11 +9,11 @@ from mlfleet.config import Settings
 from mlfleet.storage import write_json_atomic
 from mlfleet.sweep.batches import collect_rows
 from mlfleet.sweep.context import SweepContext
-from mlfleet.sweep.propose import open_study, proposed_trials, record_history
+from mlfleet.sweep.propose import open_study, proposed_trials, record, record_history
 
 
 def finalize(context: SweepContext, *, settings: Settings, register: bool = True) -> dict[str, Any]:
-    """Write the leaderboard (JSON, CSV), the plot, one MLflow run per trial, and register the best model."""
+    """Write the leaderboard (JSON, CSV), the plot, the MLflow runs (every trial up to MLFLEET_MLFLOW_TRIAL_RUNS), and register the best model."""
     from mlfleet import results
 
     spec = context.experiment_spec
@@ -31,7 +31,9 @@ def finalize(context: SweepContext, *, settings: Settings, register: bool = True
     results.write_leaderboard(results_dir, board)
     results.parallel_coordinates_html(board, results_dir / "parallel_coordinates.html")
     results.log_trials(settings=settings, experiment=context.experiment, run_id=context.run_id, rows=rows, metric=spec.metric)
-    if spec.search.strategy != "bayes":
+    if spec.search.strategy == "bayes":
+        record(context, settings=settings)  # the last round's trials: no later round tells them
+    else:
         from mlfleet.tuning import record_trials
 
         record_trials(open_study(context, settings), spec, rows, trials)

@@ -10,7 +10,6 @@ from mlfleet.sweep.batches import run_batch
 from mlfleet.sweep.finalize import finalize
 from mlfleet.sweep.prepare import prepare, validate
 from mlfleet.sweep.propose import propose
-from mlfleet.sweep.propose import record
 
 
 def run_sweep(spec_source: Any, *, settings: Settings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -33,5 +32,4 @@ def run_sweep(spec_source: Any, *, settings: Settings, progress: Callable[[str],
                 best = summary["best"]["mean_score"]
             shown = "-" if best is None else f"{best:.5f}"
             say(f"{done}/{context.n_trials} trials done, best {context.metric} {shown}")
-        record(context, settings=settings)
     return finalize(context, settings=settings)
