@@ -122,11 +122,19 @@ class FitHistory:
         self.timeout_seconds = timeout_seconds
 
     def _connect(self) -> sqlite3.Connection:
+        import tenacity
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=self.timeout_seconds)
-        if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            connection.execute("PRAGMA journal_mode=WAL")
-        connection.executescript(SCHEMA)
+        # Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is locked"
+        # at once (no busy timeout) while another process does the same: retry for a while.
+        for attempt in tenacity.Retrying(retry=tenacity.retry_if_exception_type(sqlite3.OperationalError),
+                                         stop=tenacity.stop_after_delay(self.timeout_seconds),
+                                         wait=tenacity.wait_random(0.01, 0.1), reraise=True):
+            with attempt:
+                if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    connection.execute("PRAGMA journal_mode=WAL")
+                connection.executescript(SCHEMA)
         return connection
 
     def record(self, records: Iterable[FitRecord]) -> int:

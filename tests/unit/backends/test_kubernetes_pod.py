@@ -257,9 +257,9 @@ def test_a_retry_gets_its_own_pod_name_and_the_same_identity_labels(k8s_settings
     arguments = arguments_for(k8s_settings)
 
     def pod_for(try_number: int):
-        ti = SimpleNamespace(dag_id="experiment_sweep", task_id="round_0.run_kubernetes", map_index=0,
+        ti = SimpleNamespace(dag_id="experiment_sweep", task_id="run_batch", map_index=0,
                              try_number=try_number, run_id="manual__2026-11-23T10:00:00+00:00")
-        operator = BatchPodOperator(task_id="run_kubernetes", results_dir=None, batch_id=None, **arguments)
+        operator = BatchPodOperator(task_id="run_batch", results_dir=None, batch_id=None, **arguments)
         return operator.build_pod_request_obj({"ti": ti, "run_id": ti.run_id, "dag": SimpleNamespace()}, dry_run=True)
 
     first, second = pod_for(1), pod_for(2)
