@@ -51,11 +51,11 @@ def grid_workload(data_dir: Path) -> dict[str, Any]:
     }
 
 
-def random_workload(n_trials: int, *, name: str = "bench-random") -> dict[str, Any]:
-    """Many short trials: L1 logistic on breast_cancer, random C, 2 folds."""
+def random_workload(n_trials: int, *, name: str = "bench-random", folds: int = 2) -> dict[str, Any]:
+    """Many short trials: L1 logistic on breast_cancer, random C and tol, 2 folds by default."""
     return {
         "name": name, "task": "classification", "target": "target", "metric": "roc_auc",
-        "dataset": {"builtin": "breast_cancer"}, "cv": {"folds": 2, "seed": 0},
+        "dataset": {"builtin": "breast_cancer"}, "cv": {"folds": folds, "seed": 0},
         "search": {"strategy": "random", "n_trials": n_trials},
         "models": [{"type": "logistic_l1", "params": {"C": {"float": [0.01, 100.0], "log": True},
                                                       "tol": {"float": [1e-4, 1e-2], "log": True}}}],
@@ -222,6 +222,9 @@ def run(*, settings: Any, workloads: list[tuple[str, dict[str, Any]]], spec_dir:
                 row["scheduler"] = scheduler_sweep(api, {**spec, "name": f"{spec['name']}-airflow"})
                 row["prediction"] = prediction_error(Path(row["scheduler"]["results_dir"]), row["scheduler"]["board"])
                 results[label] = row
+                # On stderr as soon as measured: a later failure must not lose an hour's figures.
+                print(json.dumps({label: {k: v for k, v in row.items() if k not in ("spec",)}}, default=str)[:20000],
+                      file=sys.stderr, flush=True)
     finally:
         stack.down(settings)
     results["pruning"] = {label: pruning(spec, settings=settings) for label, spec in with_pruning}

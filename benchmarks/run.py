@@ -314,7 +314,7 @@ def main() -> int:
                  workloads=[("75-fit grid", bench_sweeps.grid_workload(tmp)),
                             ("2,000 short trials", bench_sweeps.random_workload(2000))],
                  with_pruning=[("75-fit grid", bench_sweeps.grid_workload(tmp)),
-                               ("200-trial random search", bench_sweeps.random_workload(200, name="bench-prune"))]))),
+                               ("200-trial random search, 5 folds", bench_sweeps.random_workload(200, name="bench-prune", folds=5))]))),
         ]
         if large:
             steps = [("sweeps", "10,000 short trials against the machine's limit",
