@@ -58,8 +58,13 @@ class Settings(BaseSettings):
         default=None, description="Defaults to a SQLite store under home."
     )
     # Sweeps of up to this many trials log every trial as a nested MLflow run; larger ones log the best
-    # this many (a run costs ~30 ms of SQLite writes) and every trial in the sweep run's leaderboard.csv.
-    mlflow_trial_runs: int = Field(default=500, ge=0)
+    # this many and every trial in the sweep run's leaderboard.csv. A run costs ~30 ms of CPU in MLflow's
+    # SQLAlchemy store (measured on 2 cores): 200 runs are 6 s of a sweep's last task, 2,000 were a minute.
+    mlflow_trial_runs: int = Field(default=200, ge=0)
+    # Optuna's studies: a database URL (PostgreSQL when several machines run tasks); unset, Optuna's
+    # journal file under home, which takes a finished trial in ~0.5 ms where SQLite takes ~13 ms
+    # (measured: 2,000 add_trial calls, 1.0 s against 26 s; a 2,000-trial sweep records them all).
+    optuna_storage_url: str | None = None
     # Local backend: worker processes per batch (0 = every core of this machine).
     local_workers: int = 0
     # Planner: a batch aims at this many predicted seconds of work per core.
@@ -193,7 +198,8 @@ class Settings(BaseSettings):
 
     @property
     def optuna_storage(self) -> str:
-        return f"sqlite:///{self.home_dir / 'optuna.db'}"
+        """A database URL, or the path of Optuna's journal file (see `mlfleet.tuning.storage`)."""
+        return self.optuna_storage_url or str(self.home_dir / "optuna.journal")
 
     @property
     def fit_history_path(self) -> Path:

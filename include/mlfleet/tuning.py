@@ -9,6 +9,7 @@ of a spec.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from mlfleet.spec import ExperimentSpec, Range, param_domain
@@ -24,6 +25,23 @@ def _optuna() -> Any:
     return optuna
 
 
+def study_storage(location: str) -> Any:
+    """Optuna's storage for `settings.optuna_storage`: a database URL (`sqlite:///`, `postgresql://`)
+    as RDB storage, anything else as the path of a journal file (Optuna's file lock guards it
+    across the processes of one machine)."""
+    optuna = _optuna()
+    if "://" in location:
+        return location
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(location).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(location))
+
+
+def load_study(*, storage: str, name: str) -> Any:
+    return _optuna().load_study(study_name=name, storage=study_storage(storage))
+
+
 def open_study(*, storage: str, name: str, seed: int) -> Any:
     """Create or load a study; direction is maximise (scikit-learn scorers are higher-is-better)."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -35,7 +53,7 @@ def open_study(*, storage: str, name: str, seed: int) -> Any:
     # retries and loads (optuna/optuna#1092). Three attempts, 0.5 s then 1 s apart; the last error raises.
     retrying = Retrying(retry=retry_if_exception_type(SQLAlchemyError), stop=stop_after_attempt(3),
                         wait=wait_incrementing(start=0.5, increment=0.5), reraise=True)
-    return retrying(optuna.create_study, storage=storage, study_name=name, direction="maximize", sampler=sampler,
+    return retrying(optuna.create_study, storage=study_storage(storage), study_name=name, direction="maximize", sampler=sampler,
                     load_if_exists=True)
 
 

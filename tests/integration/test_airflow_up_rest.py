@@ -100,9 +100,9 @@ def test_mlfleet_up_trigger_sweep_over_rest_down(local_settings: Settings) -> No
             assert [api.xcom(DAG_ID, r, "prepare", key="round") for r in runs] == [0, 1, 2]
             board = api.xcom(DAG_ID, runs[-1], "end_round")
             assert board["n_trials"] == 6
-        import optuna
+        from mlfleet import tuning
 
-        study = optuna.load_study(study_name=f"iris-rounds.{sweep['run_id']}", storage=local_settings.optuna_storage)
+        study = tuning.load_study(storage=local_settings.optuna_storage, name=f"iris-rounds.{sweep['run_id']}")
         assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 6
         print(f"up + both sweeps took {time.monotonic() - t0:.1f} s")
     finally:

@@ -58,8 +58,10 @@ def spec_of(models: list[dict[str, Any]], *, strategy: str = "bayes") -> Any:
     return parse_spec(spec_dict(models, strategy=strategy))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["journal", "sqlite", "postgresql"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "journal":  # the local default
+        return str(tmp_path / "optuna.journal")
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'optuna.db'}"
     return request.getfixturevalue("postgres_url")
@@ -98,7 +100,7 @@ def test_open_study_twice_gives_the_same_study(storage: str, name: Any) -> None:
     second = tuning.open_study(storage=storage, name=name("s"), seed=1)  # load_if_exists
     assert first._study_id == second._study_id
     assert second.direction == optuna.study.StudyDirection.MAXIMIZE
-    assert optuna.get_all_study_names(storage).count(name("s")) == 1
+    assert optuna.get_all_study_names(tuning.study_storage(storage)).count(name("s")) == 1
     asked = tuning.ask(first, spec_of(BAYES_MODELS), 1)
     assert [t.number for t in second.get_trials()] == [asked[0].optuna_number]
 
@@ -113,7 +115,7 @@ def test_ask_gives_params_inside_the_space(storage: str, name: Any) -> None:
     assert {t.model for t in trials} == {"xgboost", "random_forest"}
     # the storage holds them as RUNNING, under `<model index>.<param>`, inside Optuna's distributions
     dists = tuning.distributions(spec)
-    stored = optuna.load_study(study_name=name("s"), storage=storage).get_trials()
+    stored = tuning.load_study(storage=storage, name=name("s")).get_trials()
     assert [t.state for t in stored] == [State.RUNNING] * 10
     for ours, theirs in zip(trials, stored):
         assert theirs.params["model"] == ours.model_index
@@ -130,7 +132,7 @@ def test_tell_is_idempotent(storage: str, name: Any) -> None:
     assert tuning.tell(study, rows, trials) == 0
     # a retried task opens the study afresh: still nothing to tell
     assert tuning.tell(tuning.open_study(storage=storage, name=name("s"), seed=0), rows, trials) == 0
-    by_number = {t.number: t for t in optuna.load_study(study_name=name("s"), storage=storage).get_trials()}
+    by_number = {t.number: t for t in tuning.load_study(storage=storage, name=name("s")).get_trials()}
     assert len(by_number) == 4
     for t, row in zip(trials[:3], rows):
         assert by_number[t.optuna_number].state == State.COMPLETE
@@ -159,7 +161,7 @@ def test_warm_start_copies_compatible_trials_once(storage: str, name: Any) -> No
     assert tuning.warm_start(target, source=source, spec=spec) == 0
     reopened = tuning.open_study(storage=storage, name=name("target"), seed=0)
     assert tuning.warm_start(reopened, source=source, spec=spec) == 0  # a retried task
-    copied = optuna.load_study(study_name=name("target"), storage=storage).get_trials()
+    copied = tuning.load_study(storage=storage, name=name("target")).get_trials()
     complete = source.get_trials(states=(State.COMPLETE,))
     assert all(t.state == State.COMPLETE for t in copied)
     assert sorted(map(_key, copied)) == sorted(map(_key, complete))
@@ -186,7 +188,7 @@ def test_record_trials_of_a_grid(storage: str, name: Any) -> None:
     assert tuning.record_trials(study, grid, rows, trials) == 0
     again = tuning.open_study(storage=storage, name=name("grid"), seed=0)
     assert tuning.record_trials(again, grid, rows, trials) == 0
-    recorded = optuna.load_study(study_name=name("grid"), storage=storage).get_trials()
+    recorded = tuning.load_study(storage=storage, name=name("grid")).get_trials()
     assert len(recorded) == 4 and all(t.state == State.COMPLETE for t in recorded)
     by_value = {round(t.value, 6): t.params for t in recorded}
     for row, trial in zip(rows[:-1], trials[:-1]):
@@ -218,8 +220,8 @@ def test_two_processes_ask_the_same_study_concurrently(storage: str, name: Any, 
 
     # Optuna creates its tables on first use and that is not safe to race (optuna/optuna#1092:
     # "table studies already exists"): the storage is initialised once, as a deployment does,
-    # before the workers race on the study itself.
-    optuna.storages.RDBStorage(storage)
+    # before the workers race on the study itself. (A journal file needs no tables.)
+    tuning.study_storage(storage) if "://" not in storage else optuna.storages.RDBStorage(storage)
     n = 5
     futures = [workers.submit(ask_in_worker, storage, name("shared"), spec_dict(BAYES_MODELS), n, seed)
                for seed in (1, 2)]
@@ -230,6 +232,6 @@ def test_two_processes_ask_the_same_study_concurrently(storage: str, name: Any, 
     assert all(len(ns) == n for ns in numbers) and all(told == n for _, _, told in outcomes)
     assert not set(numbers[0]) & set(numbers[1])  # distinct trial numbers across processes
     assert sorted(numbers[0] + numbers[1]) == list(range(2 * n))
-    assert optuna.get_all_study_names(storage).count(name("shared")) == 1  # the creation race made one study
-    stored = optuna.load_study(study_name=name("shared"), storage=storage).get_trials()
+    assert optuna.get_all_study_names(tuning.study_storage(storage)).count(name("shared")) == 1  # the creation race made one study
+    stored = tuning.load_study(storage=storage, name=name("shared")).get_trials()
     assert len(stored) == 2 * n and all(t.state == State.COMPLETE for t in stored)

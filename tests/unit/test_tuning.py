@@ -35,7 +35,7 @@ BAYES = [
 
 @pytest.fixture
 def storage(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'optuna.db'}"
+    return str(tmp_path / "optuna.journal")  # the local default (the database URLs: test_storage_backends)
 
 
 def success(trials: list[Any], base: float = 0.5) -> list[dict[str, Any]]:
@@ -85,7 +85,7 @@ def test_tell_is_idempotent_and_marks_failures(storage: str) -> None:
     rows = success(trials[:3]) + [{"trial_id": trials[3].trial_id, "status": "failed", "mean_score": None, "error": "boom"}]
     assert tuning.tell(study, rows, trials) == 4
     assert tuning.tell(study, rows, trials) == 0
-    reloaded = optuna.load_study(study_name="s", storage=storage)
+    reloaded = tuning.load_study(storage=storage, name="s")
     by_number = {t.number: t for t in reloaded.get_trials()}
     by_id = {r["trial_id"]: r for r in rows}
     for t in trials[:3]:
@@ -185,7 +185,7 @@ def test_record_trials_of_a_grid_with_shared_param_names(storage: str) -> None:
     study = tuning.open_study(storage=storage, name="grid", seed=0)
     assert tuning.record_trials(study, spec, rows, trials) == 20
     assert tuning.record_trials(study, spec, rows, trials) == 0
-    recorded = optuna.load_study(study_name="grid", storage=storage).get_trials()
+    recorded = tuning.load_study(storage=storage, name="grid").get_trials()
     assert len(recorded) == 20 and all(t.state == State.COMPLETE for t in recorded)
     by_value = {round(t.value, 6): t.params for t in recorded}
     for row, trial in zip(rows[:-1], trials[:-1]):

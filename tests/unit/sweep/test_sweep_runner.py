@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 
+from mlfleet import tuning
 from mlfleet.sweep import run_sweep
 
 SPEC = {"name": "iris-forty", "task": "classification", "target": "target", "metric": "accuracy",
@@ -23,7 +24,7 @@ def test_forty_trials_in_batches_of_four_run_ten_rounds(settings) -> None:
     assert [sum(len(b["trials"]) for b in r) for r in rounds] == [4] * 10
     assert len(board["trials"]) == 40
     context = json.loads((results / "context.json").read_text())
-    study = optuna.load_study(study_name=context["study"], storage=settings.optuna_storage)
+    study = tuning.load_study(storage=settings.optuna_storage, name=context["study"])
     assert len(study.get_trials()) == 40
     assert {t.state for t in study.get_trials()} == {optuna.trial.TrialState.COMPLETE}
     # each round asked after the previous one was told: round k's trials are Optuna's 4k..4k+3
