@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # same large libraries, and compiling them from source each time costs seconds per process.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install demo test test-fast bench bench-large up down clean
+.PHONY: help install system-deps demo test test-fast bench bench-large up down clean
 
 help:
 	@echo "make demo   - set up .venv, run the whole loop on generated data, print where to look"
@@ -19,10 +19,14 @@ help:
 	@echo "make bench  - run the benchmarks, write docs/benchmarks.md"
 	@echo "make bench-large - 10,000 trials in one sweep, write docs/benchmarks-large.md"
 
-install: $(VENV)/.installed
+install: system-deps $(VENV)/.installed
+
+# Java, redis-server and PostgreSQL from Debian packages where missing (scripts/install-system-deps).
+system-deps:
+	@scripts/install-system-deps
 
 # Python >= 3.11.5 (the pinned set needs it) and Java 17+ (PySpark) are checked, not assumed.
-$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml | system-deps
 	@python=$$(scripts/find-python) || exit 1; \
 	  echo "using $$python ($$($$python --version))"; \
 	  test -x $(BIN)/python || $$python -m venv $(VENV)
@@ -36,11 +40,16 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 demo: install
 	$(BIN)/mlfleet demo
 
+# pytest-xdist: test files spread over this many processes (a file's tests stay together, so its
+# module fixtures start once). Much of the suite waits on schedulers, servers and subprocesses.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -86,11 +86,27 @@ def _decode(value: Any, choices: list[Any]) -> Any:
     return value
 
 
-def ask(study: Any, spec: ExperimentSpec, n: int) -> list[Trial]:
-    """Ask `n` new trials; a trial's params are the chosen model's params only."""
+def ask(study: Any, spec: ExperimentSpec, n: int, *, known: set[int] | None = None) -> list[Trial]:
+    """`n` trials to run; a trial's params are the chosen model's params only.
+
+    With `known` (the Optuna numbers the sweep's rounds already hold), a RUNNING trial outside it
+    was asked by an attempt that died before writing its round: it is taken again first (its params
+    were sampled already), and one that cannot be (more than `n`, or killed mid-sampling) is told
+    FAIL, so no trial stays RUNNING and none is asked twice.
+    """
+    optuna = _optuna()
     dists = distributions(spec)
-    trials = []
-    for _ in range(n):
+    trials: list[Trial] = []
+    if known is not None:
+        for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if frozen.number in known:
+                continue
+            adopted = _adopt(frozen, spec, dists) if len(trials) < n else None
+            if adopted is None:
+                study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+            else:
+                trials.append(adopted)
+    for _ in range(n - len(trials)):
         ot = study.ask({"model": dists["model"]})
         index = ot.params["model"]
         entry = spec.models[index]
@@ -104,6 +120,24 @@ def ask(study: Any, spec: ExperimentSpec, n: int) -> list[Trial]:
                 params[key] = raw
         trials.append(make_trial(entry.type, params, index, optuna_number=ot.number))
     return trials
+
+
+def _adopt(frozen: Any, spec: ExperimentSpec, dists: dict[str, Any]) -> Trial | None:
+    """The mlfleet trial of an asked Optuna trial, or None if its params are incomplete."""
+    index = frozen.params.get("model")
+    if not isinstance(index, int) or not 0 <= index < len(spec.models):
+        return None
+    entry = spec.models[index]
+    params: dict[str, Any] = {}
+    for key, raw in entry.params.items():
+        name = f"{index}.{key}"
+        if name not in dists:
+            params[key] = raw
+        elif name not in frozen.params:
+            return None
+        else:
+            params[key] = _decode(frozen.params[name], raw) if isinstance(raw, list) else frozen.params[name]
+    return make_trial(entry.type, params, index, optuna_number=frozen.number)
 
 
 def _suggest(ot: Any, name: str, dist: Any) -> Any:

@@ -121,6 +121,7 @@ def test_full_loop(loop_env) -> None:
     assert report["drift"] is True and report["drifted_features"]
     triggered = [r for r in DagRun.find(dag_id="retrain") if (r.conf or {}).get("model") == "churn-e2e"]
     assert triggered, "drift_monitor did not trigger retrain"
+    assert triggered[-1].run_id.startswith("retrain__churn-e2e__v1__")  # deterministic: a retried trigger is skipped
     conf = triggered[-1].conf
     assert conf["drifted_features"] == report["drifted_features"]
 

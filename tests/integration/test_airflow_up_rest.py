@@ -8,6 +8,7 @@ result back over the REST API.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -35,9 +36,10 @@ SPEC = {
     "cv": {"folds": 3, "seed": 0},
     "models": [{"type": "logistic_l1", "params": {"C": [0.1, 1.0]}}],
 }
-# Three rounds of two trials: rounds 1 and 2 are continuation runs the scheduler starts itself.
+# Ten rounds of four trials (issue 10's done-when): rounds 1-9 are continuation runs the scheduler
+# starts itself, each telling Optuna the last round and asking the next four.
 BAYES = {**SPEC, "name": "iris-rounds", "cv": {"folds": 2, "seed": 0},
-         "search": {"strategy": "bayes", "n_trials": 6, "batch_size": 2},
+         "search": {"strategy": "bayes", "n_trials": 40, "batch_size": 4},
          "models": [{"type": "logistic_l1", "params": {"C": {"float": [0.01, 10.0], "log": True}}}]}
 MLFLEET = str(Path(sys.executable).parent / "mlfleet")
 
@@ -93,17 +95,25 @@ def test_mlfleet_up_trigger_sweep_over_rest_down(local_settings: Settings) -> No
             print(f"up + grid run took {time.monotonic() - t0:.1f} s")
 
             rounds_run = api.trigger(DAG_ID, {"spec": BAYES})["dag_run_id"]
-            runs, state = api.wait_for_sweep(DAG_ID, rounds_run, timeout=420)
-            assert state == "success" and len(runs) == 3, runs
+            t_rounds = time.monotonic()
+            runs, state = api.wait_for_sweep(DAG_ID, rounds_run, timeout=900)
+            assert state == "success" and len(runs) == 10, runs
+            print(f"10 bayes rounds through the scheduler took {time.monotonic() - t_rounds:.1f} s")
             sweep = api.xcom(DAG_ID, rounds_run, "prepare", key="sweep")
-            assert runs[1:] == [f"iris-rounds__{sweep['run_id']}__round_0001", f"iris-rounds__{sweep['run_id']}__round_0002"]
-            assert [api.xcom(DAG_ID, r, "prepare", key="round") for r in runs] == [0, 1, 2]
+            assert runs[1:] == [f"iris-rounds__{sweep['run_id']}__round_{k:04d}" for k in range(1, 10)]
+            assert [api.xcom(DAG_ID, r, "prepare", key="round") for r in runs] == list(range(10))
             board = api.xcom(DAG_ID, runs[-1], "end_round")
-            assert board["n_trials"] == 6
+            assert board["n_trials"] == 40
         from mlfleet import tuning
+        from mlfleet.results import read_leaderboard
 
+        results = Path(board["results_uri"].removeprefix("file://"))
+        assert len({row["trial_id"] for row in read_leaderboard(results)["trials"]}) == 40
+        rounds = [json.loads((results / "rounds" / f"{k:03d}.json").read_text()) for k in range(10)]
+        numbers = [sorted(t["optuna_number"] for b in r for t in b["trials"]) for r in rounds]
+        assert numbers == [list(range(4 * k, 4 * k + 4)) for k in range(10)]  # each round asked after the last was told
         study = tuning.load_study(storage=local_settings.optuna_storage, name=f"iris-rounds.{sweep['run_id']}")
-        assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 6
+        assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 40
         print(f"up + both sweeps took {time.monotonic() - t0:.1f} s")
     finally:
         stopped = airflow_local.down(local_settings)

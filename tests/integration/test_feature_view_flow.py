@@ -114,6 +114,10 @@ def test_new_view_file_flows_to_training_set(airflow_db, tmp_path, monkeypatch) 
     # and the drift check of a model trained on it looks at it
     report = monitoring.check_model(settings, "churn-v2")
     assert "electronics_share_14d" in report["features"]
+    # a retried check of one drift_monitor run rewrites its report rather than adding one
+    run = monitoring.MonitorRun(run_id="asset_triggered__2026-12-01T10:00:00+00:00", started=datetime(2026, 12, 1, 10))
+    paths = {monitoring.check_model(settings, "churn-v2", run=run)["report_path"] for _ in range(2)}
+    assert len(paths) == 1 and Path(paths.pop()).name.startswith("20261201T100000-")
 
 
 def json_load(path: Path) -> dict:

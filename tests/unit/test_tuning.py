@@ -117,6 +117,30 @@ def test_tell_skips_trials_optuna_did_not_propose(storage: str) -> None:
     assert study.get_trials() == []
 
 
+def test_a_retried_ask_takes_the_trials_a_dead_attempt_asked(storage: str) -> None:
+    """An attempt asked 3 trials and died before writing its round: the retry of a 2-trial round
+    runs two of them (same params, same numbers) and fails the third; nothing stays RUNNING."""
+    spec = spec_of(BAYES)
+    lost = tuning.ask(tuning.open_study(storage=storage, name="s", seed=0), spec, 3)
+    study = tuning.open_study(storage=storage, name="s", seed=0)
+    retried = tuning.ask(study, spec, 2, known=set())
+    assert [(t.optuna_number, t.trial_id, t.params) for t in retried] == [(t.optuna_number, t.trial_id, t.params) for t in lost[:2]]
+    assert [t.state for t in study.get_trials()] == [State.RUNNING, State.RUNNING, State.FAIL]
+    # trials a round already holds are not taken again: the next round asks new ones
+    tuning.tell(study, success(retried), retried)
+    following = tuning.ask(study, spec, 2, known={0, 1})
+    assert [t.optuna_number for t in following] == [3, 4]
+
+
+def test_a_trial_killed_while_its_params_were_sampled_is_failed(storage: str) -> None:
+    spec = spec_of(BAYES)
+    study = tuning.open_study(storage=storage, name="s", seed=0)
+    study.ask({"model": tuning.distributions(spec)["model"]})  # the model chosen, its params never sampled
+    retried = tuning.ask(study, spec, 1, known=set())
+    assert [t.optuna_number for t in retried] == [1]
+    assert [t.state for t in study.get_trials()] == [State.FAIL, State.RUNNING]
+
+
 def test_next_round_learns_from_told_trials(storage: str) -> None:
     spec = spec_of(BAYES)
     study = tuning.open_study(storage=storage, name="s", seed=0)

@@ -1,4 +1,4 @@
-"""drift_monitor's task: check every champion, one retrain conf per drifted model."""
+"""drift_monitor's task: check every champion, one retrain trigger per drifted model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from mlfleet.config import get_settings
 
 
 @task
-def check_drift() -> list[dict[str, Any]]:
-    from mlfleet.drift.monitor import check_all
+def check_drift(dag_run: Any = None) -> list[dict[str, Any]]:
+    """Each drifted model's retrain `conf` and `trigger_run_id`, named after this run (see `retrain_triggers`)."""
+    from mlfleet.drift.monitor import MonitorRun, retrain_triggers
 
-    return check_all(get_settings())
+    run = MonitorRun(run_id=dag_run.run_id, started=dag_run.run_after)
+    return retrain_triggers(get_settings(), run)

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from mlfleet.config import Settings
+from mlfleet.storage import short_digest
 
 
-def check_model(settings: Settings, name: str) -> dict[str, Any] | None:
-    """Drift report for one registered model's champion, or None when it was not trained on Feast features."""
+@dataclass(frozen=True)
+class MonitorRun:
+    """The drift_monitor run doing a check: its run id and when it started (stable across retries)."""
+
+    run_id: str
+    started: datetime
+
+
+def check_model(settings: Settings, name: str, *, run: MonitorRun | None = None) -> dict[str, Any] | None:
+    """Drift report for one registered model's champion, or None when it was not trained on Feast features.
+
+    With `run` (the drift_monitor run checking) the report is named after that run, so a retried
+    check rewrites the same report instead of adding a second one.
+    """
     from mlfleet import results
     from mlfleet.drift import statistics
     from mlfleet.features.training_sets import recent_features
@@ -29,19 +43,31 @@ def check_model(settings: Settings, name: str) -> dict[str, Any] | None:
     stamp = datetime.now(timezone.utc)
     report.update(model=name, champion_version=str(info["version"]), window_days=settings.drift_window_days,
                   checked_at=stamp.isoformat())
-    path = settings.drift_dir / name / f"{stamp:%Y%m%dT%H%M%S}.json"
+    # Names sort by time either way (the demo and the tests read the newest report by name).
+    file_name = f"{stamp:%Y%m%dT%H%M%S}.json" if run is None else f"{run.started:%Y%m%dT%H%M%S}-{short_digest(run.run_id, 10)}.json"
+    path = settings.drift_dir / name / file_name
     statistics.write_drift_report(report, path)
     report["report_path"] = str(path)
     return report
 
 
-def check_all(settings: Settings) -> list[dict[str, Any]]:
+def check_all(settings: Settings, *, run: MonitorRun | None = None) -> list[dict[str, Any]]:
     """Check every champion; return one retrain conf per drifted model (`model`, `drifted_features`)."""
     from mlfleet import results
 
     confs = []
     for name in results.list_champions(settings):
-        report = check_model(settings, name)
+        report = check_model(settings, name, run=run)
         if report and report["drift"]:
-            confs.append({"model": name, "drifted_features": report["drifted_features"], "drift_report": report["report_path"]})
+            confs.append({"model": name, "drifted_features": report["drifted_features"], "drift_report": report["report_path"],
+                          "champion_version": report["champion_version"]})
     return confs
+
+
+def retrain_triggers(settings: Settings, run: MonitorRun) -> list[dict[str, Any]]:
+    """What drift_monitor's trigger maps over: each drifted model's retrain conf and a run id that is
+    the same for every attempt of this check (`retrain__<model>__v<champion>__<hash of the monitor run>`),
+    so a retried trigger finds the retrain it started instead of starting a second."""
+    return [{"conf": conf,
+             "trigger_run_id": f"retrain__{conf['model']}__v{conf['champion_version']}__{short_digest(run.run_id, 10)}"}
+            for conf in check_all(settings, run=run)]

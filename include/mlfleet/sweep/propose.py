@@ -2,7 +2,8 @@
 record of how the finished ones scored.
 
 A round's batches are written down before they are returned, so a retried `propose` gives the
-same batches (and asks Optuna nothing new); telling is idempotent. A bayes round first tells
+same batches (and asks Optuna nothing new); an attempt that died between asking and writing left
+RUNNING trials, which the retry takes as its round (see `tuning.ask`); telling is idempotent. A bayes round first tells
 Optuna every finished trial and records their fold times in the fit history, so both its asks
 and its runtime predictions learn from all rounds before it.
 """
@@ -62,8 +63,9 @@ def propose(context: SweepContext, *, round_index: int, settings: Settings) -> l
         record(context, settings=settings)
         record_history(context, settings=settings)  # so this round's predictions learn from the last
         remaining = (spec.search.n_trials or 0) - round_index * batch_size(spec)
-        trials = (ask(open_study(context, settings, round_index=round_index), spec, min(batch_size(spec), remaining))
-                  if remaining > 0 else [])
+        known = {t.optuna_number for t in proposed_trials(context) if t.optuna_number is not None}
+        trials = (ask(open_study(context, settings, round_index=round_index), spec, min(batch_size(spec), remaining),
+                      known=known) if remaining > 0 else [])
     else:
         trials = expand(spec)
     payload = plan_round(spec, trials, round_index=round_index, settings=settings, backend=context.backend,
