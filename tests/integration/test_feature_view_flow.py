@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
