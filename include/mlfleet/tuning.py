@@ -1,4 +1,4 @@
-"""Bayesian optimisation with Optuna: ask/tell in rounds, the study kept in SQLite (or PostgreSQL).
+"""Bayesian optimisation with Optuna: ask/tell in rounds, the study in Optuna's journal file (or a database).
 
 A round asks `batch_size` trials at once (TPE with the constant liar, so parallel asks spread
 out), the batches run as mapped tasks, and the next round tells Optuna their scores. Parameter

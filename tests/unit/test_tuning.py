@@ -1,4 +1,4 @@
-"""Bayesian optimisation with Optuna: ask/tell, warm starts and recording grid sweeps (SQLite storage)."""
+"""Bayesian optimisation with Optuna: ask/tell, warm starts and recording grid sweeps (the journal file, the local default)."""
 
 from __future__ import annotations
 
