@@ -53,8 +53,8 @@ def open_study(*, storage: str, name: str, seed: int) -> Any:
     # retries and loads (optuna/optuna#1092). Three attempts, 0.5 s then 1 s apart; the last error raises.
     retrying = Retrying(retry=retry_if_exception_type(SQLAlchemyError), stop=stop_after_attempt(3),
                         wait=wait_incrementing(start=0.5, increment=0.5), reraise=True)
-    return retrying(optuna.create_study, storage=study_storage(storage), study_name=name, direction="maximize", sampler=sampler,
-                    load_if_exists=True)
+    return retrying(optuna.create_study, storage=study_storage(storage), study_name=name, direction="maximize",
+                    sampler=sampler, load_if_exists=True)
 
 
 def distributions(spec: ExperimentSpec) -> dict[str, Any]:

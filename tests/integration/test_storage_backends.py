@@ -220,8 +220,9 @@ def test_two_processes_ask_the_same_study_concurrently(storage: str, name: Any, 
 
     # Optuna creates its tables on first use and that is not safe to race (optuna/optuna#1092:
     # "table studies already exists"): the storage is initialised once, as a deployment does,
-    # before the workers race on the study itself. (A journal file needs no tables.)
-    tuning.study_storage(storage) if "://" not in storage else optuna.storages.RDBStorage(storage)
+    # before the workers race on the study itself. A journal file has no tables to create.
+    if "://" in storage:
+        optuna.storages.RDBStorage(storage)
     n = 5
     futures = [workers.submit(ask_in_worker, storage, name("shared"), spec_dict(BAYES_MODELS), n, seed)
                for seed in (1, 2)]

@@ -18,6 +18,11 @@ class MonitorRun:
     run_id: str
     started: datetime
 
+    @property
+    def key(self) -> str:
+        """10 hex digits of the run id: what names its reports and the retrains it triggers."""
+        return short_digest(self.run_id, 10)
+
 
 def check_model(settings: Settings, name: str, *, run: MonitorRun | None = None) -> dict[str, Any] | None:
     """Drift report for one registered model's champion, or None when it was not trained on Feast features.
@@ -44,8 +49,8 @@ def check_model(settings: Settings, name: str, *, run: MonitorRun | None = None)
     report.update(model=name, champion_version=str(info["version"]), window_days=settings.drift_window_days,
                   checked_at=stamp.isoformat())
     # Names sort by time either way (the demo and the tests read the newest report by name).
-    file_name = f"{stamp:%Y%m%dT%H%M%S}.json" if run is None else f"{run.started:%Y%m%dT%H%M%S}-{short_digest(run.run_id, 10)}.json"
-    path = settings.drift_dir / name / file_name
+    file_name = f"{stamp:%Y%m%dT%H%M%S}" if run is None else f"{run.started:%Y%m%dT%H%M%S}-{run.key}"
+    path = settings.drift_dir / name / f"{file_name}.json"
     statistics.write_drift_report(report, path)
     report["report_path"] = str(path)
     return report
@@ -69,5 +74,5 @@ def retrain_triggers(settings: Settings, run: MonitorRun) -> list[dict[str, Any]
     the same for every attempt of this check (`retrain__<model>__v<champion>__<hash of the monitor run>`),
     so a retried trigger finds the retrain it started instead of starting a second."""
     return [{"conf": conf,
-             "trigger_run_id": f"retrain__{conf['model']}__v{conf['champion_version']}__{short_digest(run.run_id, 10)}"}
+             "trigger_run_id": f"retrain__{conf['model']}__v{conf['champion_version']}__{run.key}"}
             for conf in check_all(settings, run=run)]
