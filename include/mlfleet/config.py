@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None, description="Defaults to a SQLite store under home."
     )
+    # Where people open MLflow's own UI (e.g. http://mlflow.internal:5000): the results pages
+    # link each trial and model version there. Unset: the pages show the MLflow ids only.
+    mlflow_ui_url: str | None = None
     # Sweeps of up to this many trials log every trial as a nested MLflow run; larger ones log the best
     # this many and every trial in the sweep run's leaderboard.csv. A run costs ~30 ms of CPU in MLflow's
     # SQLAlchemy store (measured on 2 cores), so 200 runs are about 6 s of a sweep's last task; 2,000 took a minute.

@@ -215,3 +215,34 @@ def record_trials(study: Any, spec: ExperimentSpec, rows: list[dict[str, Any]], 
             params=params, distributions={k: dists[k] for k in params}, value=row["mean_score"]))
     study.add_trials(frozen)
     return len(frozen)
+
+
+def param_importances(study: Any, spec: ExperimentSpec) -> dict[str, dict[str, float]]:
+    """How much each parameter explains of the score, per model type (Optuna's fANOVA evaluator).
+
+    A study mixes model types whose parameters differ, and Optuna's evaluators only assess
+    parameters every trial has: so each model's completed trials are evaluated as a study of their
+    own. Models with fewer than two trials, or nothing that varies, are left out.
+    """
+    optuna = _optuna()
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    found: dict[str, dict[str, float]] = {}
+    for index, entry in enumerate(spec.models):
+        prefix = f"{index}."
+        mine = [t for t in done if t.params.get("model") == index]
+        varying = {name for name in {n for t in mine for n in t.params if n.startswith(prefix)}
+                   if len({json.dumps(t.params.get(name), default=str) for t in mine}) > 1}
+        if len(mine) < 2 or not varying:
+            continue
+        names = sorted(n for n in varying if all(n in t.params for t in mine))
+        if not names:
+            continue
+        alone = optuna.create_study(direction=study.direction)
+        alone.add_trials([optuna.trial.create_trial(
+            params={n: t.params[n] for n in names}, distributions={n: t.distributions[n] for n in names},
+            value=t.value) for t in mine])
+        scores = optuna.importance.get_param_importances(
+            alone, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+        key = entry.type if entry.type not in found else f"{entry.type}[{index}]"
+        found[key] = {name[len(prefix):]: float(value) for name, value in scores.items()}
+    return found

@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"features", "drift"},
     {"sweep"},
     {"retraining"},
-    {"devstack"},
+    {"devstack", "ui"},
     {"airflow", "demo", "cli"},
 ]
 AIRFLOW_ALLOWED = {"airflow", "backends"}

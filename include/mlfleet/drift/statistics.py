@@ -65,6 +65,18 @@ def ks(reference: ArrayLike, current: ArrayLike) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
+def histogram(reference: ArrayLike, current: ArrayLike, *, bins: int = 20) -> dict[str, list[float]]:
+    """Both windows' shares of rows over the same equal-width bins: what the drift page draws."""
+    import numpy as np
+
+    ref, cur = _finite(reference, "reference"), _finite(current, "current")
+    low, high = float(min(ref.min(), cur.min())), float(max(ref.max(), cur.max()))
+    edges = np.linspace(low, high if high > low else low + 1.0, bins + 1)
+    return {"edges": [float(e) for e in edges],
+            "reference": [float(v) for v in np.histogram(ref, bins=edges)[0] / ref.size],
+            "current": [float(v) for v in np.histogram(cur, bins=edges)[0] / cur.size]}
+
+
 def drift_report(
     *,
     reference: pd.DataFrame,
@@ -108,6 +120,7 @@ def drift_report(
             "ks_pvalue": pvalue,
             "drifted": bool(reasons),
             "reason": reason,
+            "histogram": histogram(reference[feature], current[feature]),
         }
     drifted = sorted(f for f, r in results.items() if r["drifted"])
     return {

@@ -288,3 +288,39 @@ def list_champions(settings: Any) -> list[str]:
         token = page.token
         if not token:
             return sorted(names)
+
+
+def registered_models(settings: Any) -> list[dict[str, Any]]:
+    """Every registered model with its aliases (name -> version), for the models page."""
+    client = _client(settings)
+    found: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = client.search_registered_models(max_results=1000, page_token=token)
+        found += [{"name": rm.name, "aliases": dict(rm.aliases)} for rm in page]
+        token = page.token
+        if not token:
+            return sorted(found, key=lambda m: m["name"])
+
+
+def version_history(settings: Any, name: str) -> list[dict[str, Any]]:
+    """Every version of a registered model, newest first, with its aliases, tags and creation time."""
+    client = _client(settings)
+    if _registered(client, name) is None:
+        return []
+    versions = client.search_model_versions(f"name = {_quoted(name)}")
+    return [{"version": str(mv.version), "aliases": list(mv.aliases), "tags": dict(mv.tags), "run_id": mv.run_id,
+             "created_ms": int(mv.creation_timestamp or 0)}
+            for mv in sorted(versions, key=lambda mv: int(mv.version), reverse=True)]
+
+
+def trial_run_id(settings: Any, experiment: str, run_id: str, trial_id: str) -> dict[str, str] | None:
+    """The MLflow run of one trial of a sweep ({"experiment_id", "run_id"}), if it was logged as a run."""
+    client = _client(settings)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    query = (f"tags.`{SWEEP_TAG}` = {_quoted(run_id)} and tags.`{ROLE_TAG}` = 'trial' "
+             f"and tags.`{TRIAL_TAG}` = {_quoted(trial_id)}")
+    runs = client.search_runs([found.experiment_id], filter_string=query, max_results=1)
+    return {"experiment_id": found.experiment_id, "run_id": runs[0].info.run_id} if runs else None
