@@ -14,8 +14,8 @@ URL_PREFIX = "/mlfleet"
 # A top-level nav entry, and a tab on every DAG run (a run without results says so). Relative
 # hrefs: Airflow resolves them against its base URL, so a deployment behind a path prefix works.
 EXTERNAL_VIEWS: list[dict[str, Any]] = [
-    {"name": "Experiments", "href": "mlfleet/experiments", "destination": "nav", "url_route": "mlfleet-experiments",
-     "icon": None},
+    {"name": "Experiments", "href": "mlfleet/experiments", "destination": "nav", "nav_top_level": True,
+     "url_route": "mlfleet-experiments"},
     {"name": "Results", "href": "mlfleet/runs/{DAG_ID}/{RUN_ID}", "destination": "dag_run",
      "url_route": "mlfleet-results"},
 ]

@@ -26,12 +26,15 @@ def wants_log(values: list[Any]) -> bool:
         math.log10(max(numbers) / min(numbers)) >= LOG_SPAN
 
 
-def _log_axis(dim: dict[str, Any]) -> dict[str, Any]:
-    """parcoords has no log axes: plot log10 of the values, label the ticks with the values."""
-    low, high = math.floor(math.log10(min(dim["values"]))), math.ceil(math.log10(max(dim["values"])))
-    ticks = list(range(low, high + 1))
-    return {"label": f"{dim['label']} (log)", "values": [math.log10(v) for v in dim["values"]],
-            "tickvals": ticks, "ticktext": [f"{10.0 ** t:g}" for t in ticks]}
+def _log_params(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """parcoords has no log axes: a param whose values span decades becomes `log10(<name>)`."""
+    names = {n for t in trials for n in (t.get("params") or {})}
+    logged = {n for n in names if wants_log([t["params"][n] for t in trials if (t.get("params") or {}).get(n) is not None])}
+    if not logged:
+        return trials
+    return [{**t, "params": {(f"log10({k})" if k in logged and v is not None else k):
+                             (math.log10(v) if k in logged and v is not None else v)
+                             for k, v in (t.get("params") or {}).items()}} for t in trials]
 
 
 def succeeded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -42,7 +45,7 @@ def parallel_coordinates(board: dict[str, Any]) -> dict[str, Any] | None:
     """One line per successful trial, coloured by score; drag along an axis to brush."""
     if not succeeded(board.get("trials", [])):
         return None
-    dims = [_log_axis(d) if "tickvals" not in d and wants_log(d["values"]) else d for d in dimensions(board)]
+    dims = dimensions({**board, "trials": _log_params(succeeded(board.get("trials", [])))})
     scores = dims[-1]["values"]
     line = {"color": scores, "colorscale": "Viridis", "showscale": True, "colorbar": {"title": {"text": dims[-1]["label"]}}}
     return {"data": [{"type": "parcoords", "line": line, "dimensions": dims}],

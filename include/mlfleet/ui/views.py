@@ -58,7 +58,7 @@ def _param_columns(rows: list[dict[str, Any]]) -> list[str]:
 
 def _display(value: Any) -> str:
     if value is None:
-        return ""
+        return "null"  # an explicit null (e.g. max_depth: null), not a param this model lacks
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (dict, list)):
