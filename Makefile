@@ -11,13 +11,14 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # same large libraries, and compiling them from source each time costs seconds per process.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install system-deps demo test test-fast bench bench-large up down clean
+.PHONY: help install system-deps demo test test-fast bench bench-large screenshots up down clean
 
 help:
 	@echo "make demo   - set up .venv, run the whole loop on generated data, print where to look"
 	@echo "make test   - set up .venv, run the whole test suite"
 	@echo "make bench  - run the benchmarks, write docs/benchmarks.md"
 	@echo "make bench-large - 10,000 trials in one sweep, write docs/benchmarks-large.md"
+	@echo "make screenshots - drive the results UI in headless Chromium, write docs/images/ui/*.png"
 
 install: system-deps $(VENV)/.installed
 
@@ -56,6 +57,10 @@ bench: install
 
 bench-large: install
 	$(BIN)/python benchmarks/run.py --large
+
+# The results UI as a user sees it, from a real `mlfleet up` and sweep (the README shows these).
+screenshots: install
+	MLFLEET_SCREENSHOT_DIR=$(abspath docs/images/ui) $(BIN)/pytest tests/e2e/test_results_ui_browser.py $(PYTEST_ARGS)
 
 up: install
 	$(BIN)/mlfleet up

@@ -120,6 +120,24 @@ const mlfleet = (() => {
     document.querySelectorAll("div.plot[data-figure]").forEach((div) => draw(div, JSON.parse(div.dataset.figure)));
   }
 
-  document.addEventListener("DOMContentLoaded", () => { bindSorting(document); bindFilter(); });
+  // Airflow shows the app in an iframe sandboxed without allow-top-navigation, so a target=_top
+  // link does nothing there. The frame is same-origin, so it moves Airflow's own router instead
+  // (pushState + popstate, what a click inside Airflow does); standalone, links work as they are.
+  function bindAirflowLinks() {
+    document.addEventListener("click", (event) => {
+      const link = event.target.closest && event.target.closest("a[target=_top]");
+      if (!link || window.top === window || event.defaultPrevented || event.button !== 0 ||
+          event.metaKey || event.ctrlKey || event.shiftKey) return;
+      try {
+        const url = new URL(link.href, window.location.href);
+        if (url.origin !== window.top.location.origin) return;
+        event.preventDefault();
+        window.top.history.pushState({}, "", url.pathname + url.search + url.hash);
+        window.top.dispatchEvent(new PopStateEvent("popstate", {state: {}}));
+      } catch (err) { window.open(link.href, "_blank", "noopener"); }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { bindSorting(document); bindFilter(); bindAirflowLinks(); });
   return {runPage, drawEmbedded};
 })();
