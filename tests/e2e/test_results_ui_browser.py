@@ -382,20 +382,51 @@ def test_trial_pages(sweep: Sweep, browser: Any, shots: list[Path]) -> None:
           "the failed trial's page shows no scikit-learn error")
 
 
+def _write_drift_report(settings: Settings, model: str) -> str:
+    """A drift report as drift_monitor writes it (real statistics on a shifted window): no drift_monitor
+    run is needed to see the page draw both distributions."""
+    import numpy as np
+    import pandas as pd
+
+    from mlfleet.drift.statistics import drift_report, write_drift_report
+
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"sepal_length": rng.normal(5.8, 0.8, 400), "petal_width": rng.normal(1.2, 0.7, 400)})
+    current = pd.DataFrame({"sepal_length": rng.normal(6.6, 0.8, 400), "petal_width": rng.normal(1.2, 0.7, 400)})
+    report = drift_report(reference=reference, current=current, features=list(reference.columns),
+                          psi_threshold=settings.drift_psi_threshold, ks_pvalue=settings.drift_ks_pvalue,
+                          ks_statistic=settings.drift_ks_statistic)
+    report.update(model=model, champion_version="1", window_days=settings.drift_window_days,
+                  checked_at="2026-12-01T00:00:00+00:00")
+    name = "20261201T000000-0a1b2c3d"
+    write_drift_report(report, settings.drift_dir / model / f"{name}.json")
+    return name
+
+
 def test_drift_and_models_pages(sweep: Sweep, browser: Any, shots: list[Path]) -> None:
     from selenium.webdriver.common.by import By
 
-    # The app's own links, inside the Experiments view. No drift_monitor ran: drift is empty.
+    # The app's own links, inside the Experiments view.
+    model = sweep.registered_model["name"] if sweep.registered_model else "iris-ui"
+    report = _write_drift_report(get_settings(), model)
     _open_experiments(browser, sweep)
     for page in ("drift", "models"):
         _into_plugin_frame(browser, f"a[href$='/mlfleet/{page}']")
         browser.find_element(By.CSS_SELECTOR, f"a[href$='/mlfleet/{page}']").click()
         _wait(browser, lambda d, page=page: _path(d) == f"/mlfleet/{page}", f"the {page} page")
         _css(browser, "h1", visible=True)
+        if page == "drift":
+            browser.find_element(By.CSS_SELECTOR, f"a[href$='/drift/{model}/{report}']").click()
+            _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "div.plot.js-plotly-plot svg")) >= 2,
+                  "the drift report's two histograms")
+            rows = browser.find_elements(By.CSS_SELECTOR, "#drift-features tbody tr")
+            assert [r.get_attribute("class") for r in rows] == ["", "drifted"]  # petal_width, sepal_length
         if page == "models" and sweep.registered_model:  # the sweep registered its best model
-            model = sweep.registered_model
+            registered = sweep.registered_model
             text = browser.find_element(By.TAG_NAME, "body").text
-            assert model["name"] in text and f"v{model['version']}" in text, text
+            assert registered["name"] in text and f"v{registered['version']}" in text, text
+            browser.find_element(By.CSS_SELECTOR, f"a[href$='/models/{registered['name']}']").click()
+            _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr.version-row")) == 1, "the version history")
         _snap(browser, shots, f"{page}.png")
 
 
