@@ -3,9 +3,11 @@
 
 Runs one experiment spec (models × search space × CV folds) as a parallel sweep.
 
-1. **prepare**: validates the `spec` param (an object in the trigger form, or a spec file path)
-   against its data, stages the training set and proposes the first round; a bad spec fails here,
-   before any trial.
+1. **prepare**: loads the spec (`spec_file`, one of specs/*.yaml, or a pasted `spec`: YAML or JSON
+   text, an object, or a path; it wins), applies the form's overrides (`backend`, `n_trials`,
+   `max_parallel`, `timeout_minutes`), validates the result against its data, stages the training
+   set and proposes the first round; a bad spec or override fails here, naming the field, before
+   any trial.
 2. **run_batch**: one mapped task per batch, trials packed by predicted runtime, every core of the
    worker busy; the backend (local processes, SageMaker training jobs, Kubernetes pods) comes from
    the spec or `MLFLEET_BACKEND`.
@@ -20,7 +22,7 @@ Runs one experiment spec (models × search space × CV folds) as a parallel swee
 from __future__ import annotations
 
 from mlfleet.airflow.dag_defaults import mlfleet_dag
-from mlfleet.airflow.params import spec_param
+from mlfleet.airflow.params import experiment_sweep_params
 from mlfleet.airflow.rounds import sweep_round
 from mlfleet.airflow.sweep_tasks import FinalizeSweep, prepare
 
@@ -28,7 +30,7 @@ DAG_ID = "experiment_sweep"
 
 
 @mlfleet_dag(dag_id=DAG_ID, doc_md=__doc__, schedule=None, tag="experiments", max_active_runs=4,
-             params={"spec": spec_param("specs/churn-baseline.yaml")})
+             params=experiment_sweep_params())
 def experiment_sweep():
     sweep_round(prepare(), dag_id=DAG_ID, end=FinalizeSweep)
 

@@ -17,7 +17,8 @@ Daily: raw events → offline feature tables → online store, for the run's dat
 3. **materialize** loads the interval into the online store and updates the `mlfleet_features`
    asset, which schedules `drift_monitor`.
 
-Params `start`/`end` (YYYY-MM-DD) override the interval for backfills.
+Params `start`/`end` (YYYY-MM-DD, date pickers in the trigger form; both inclusive) override the
+interval for backfills.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ from airflow.sdk import chain
 
 from mlfleet.airflow.dag_defaults import mlfleet_dag
 from mlfleet.airflow.feature_tasks import emr_job_runs, etl_backend, feast_apply, interval, job_args, materialize
-from mlfleet.airflow.params import date_param
+from mlfleet.airflow.params import feature_pipeline_params
 from mlfleet.backends.emr_operator import FeatureJobRunOperator
 from mlfleet.etl import FEATURE_JOB
 
 
 @mlfleet_dag(dag_id="feature_pipeline", doc_md=__doc__, schedule="@daily", tag="features",
              start_date=datetime(2026, 8, 1), owner="data-eng", retries=2, retry_delay=timedelta(seconds=30),
-             params={"start": date_param(), "end": date_param()})
+             params=feature_pipeline_params())
 def feature_pipeline():
     days = interval()
     spark_args = job_args(days)

@@ -16,20 +16,15 @@ Triggered by `drift_monitor` with conf `{"model": <registered model>, "drifted_f
 
 from __future__ import annotations
 
-from airflow.sdk import Param
-
 from mlfleet.airflow.dag_defaults import mlfleet_dag
+from mlfleet.airflow.params import retrain_params
 from mlfleet.airflow.retrain_tasks import DecideRetrain, prepare
 from mlfleet.airflow.rounds import sweep_round
 
 DAG_ID = "retrain"
 
 
-@mlfleet_dag(dag_id=DAG_ID, doc_md=__doc__, schedule=None, tag="retraining", params={
-    "model": Param("churn-baseline", type="string", minLength=1, description="registered model to retrain"),
-    "drifted_features": Param([], type="array", description="features the drift check flagged"),
-    "drift_report": Param(None, type=["null", "string"], description="the drift report behind this run"),
-})
+@mlfleet_dag(dag_id=DAG_ID, doc_md=__doc__, schedule=None, tag="retraining", params=retrain_params())
 def retrain():
     sweep_round(prepare(), dag_id=DAG_ID, end=DecideRetrain)
 

@@ -1,28 +1,183 @@
-"""Trigger-form params, with their JSON schemas derived from the models they feed."""
+"""Trigger-form params: the JSON schemas Airflow's "Trigger DAG" form is generated from.
+
+Every DAG parse builds them (the DAG processor's loop and every task process), so only cheap
+things happen here: a glob of specs/ with each file's first line, and pydantic's JSON schema of
+the four spec fields the overrides set (~4 ms in all, measured; the whole spec's schema alone costs
+~10 ms). Bounds and descriptions come from the spec model, so the form and the spec cannot disagree.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from airflow.sdk import Param
 
+from mlfleet.config import PROJECT_ROOT
 from mlfleet.spec import ExperimentSpec
+from mlfleet.spec.model import Budget, Search
 
-ISO_DATE: dict[str, Any] = {"type": ["null", "string"], "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+SPECS_DIR = PROJECT_ROOT / "specs"
+DEFAULT_SPEC_FILE = "specs/churn-baseline.yaml"
+ISO_DATE: dict[str, Any] = {"type": ["null", "string"], "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+
+# The form's sections, in the order they are first used.
+SECTION_SPEC = "What to sweep"
+SECTION_OVERRIDES = "Overrides (empty: the spec's own value)"
+
+BACKEND_LABELS = {
+    None: "the spec's backend, else MLFLEET_BACKEND",
+    "local": "local: processes on the Airflow worker",
+    "sagemaker": "sagemaker: one SageMaker training job per batch",
+    "kubernetes": "kubernetes: one pod per batch",
+}
 
 
-def spec_param(default: str) -> Param:
-    """An experiment spec object, or the path of a spec file; an object must have the model's required fields."""
-    required = [name for name, field in ExperimentSpec.model_fields.items() if field.is_required()]
+def spec_files() -> list[str]:
+    """The project's spec files, as paths relative to the project root (`specs/iris-quick.yaml`)."""
+    return sorted(path.relative_to(PROJECT_ROOT).as_posix() for path in SPECS_DIR.glob("*.yaml"))
+
+
+def _spec_file_label(relative: str) -> str:
+    """`iris-quick: A one-minute sweep on ...`: the file's name and its first line when that is a comment."""
+    path = PROJECT_ROOT / relative
+    with path.open(encoding="utf-8") as f:
+        first = f.readline().strip()
+    return f"{path.stem}: {first.lstrip('#').strip()}" if first.startswith("#") else path.stem
+
+
+def spec_file_param(default: str = DEFAULT_SPEC_FILE) -> Param:
+    """A choice among specs/*.yaml, listed anew at every parse (a new spec file shows up by itself)."""
+    files = spec_files()
     return Param(
         default,
-        description="An experiment spec object (see experiment-spec.md) or the path of a spec YAML file.",
-        type=["object", "string"],
-        minLength=1,
-        required=required,
+        type="string",
+        enum=files,
+        values_display={f: _spec_file_label(f) for f in files},
+        title="Spec file",
+        description="The experiment spec to sweep, from the project's specs/ folder. A pasted spec below "
+                    "wins over it.",
+        section=SECTION_SPEC,
     )
 
 
-def date_param() -> Param:
-    """An optional YYYY-MM-DD day (feature_pipeline's backfill bounds)."""
-    return Param(None, **ISO_DATE)
+def spec_param(default: Any = None) -> Param:
+    """An optional pasted spec: YAML or JSON text, an object (REST or CLI conf), or a spec file's path.
+
+    An object must have the model's required fields; empty (null) means "use spec_file".
+    """
+    required = [name for name, field in ExperimentSpec.model_fields.items() if field.is_required()]
+    return Param(
+        default,
+        type=["null", "string", "object"],
+        format="multiline",
+        minLength=1,
+        required=required,
+        title="Spec (paste, optional)",
+        description="A whole experiment spec as YAML or JSON (see docs/experiment-spec.md), or the path of a "
+                    "spec file; when given it is used instead of the spec file.",
+        section=SECTION_SPEC,
+    )
+
+
+def _field_json_schema(model: type[Any], name: str) -> dict[str, Any]:
+    """pydantic's JSON schema of one model field (what `model_json_schema()` has for it, less the title)."""
+    from pydantic import TypeAdapter
+
+    info = model.model_fields[name]
+    field_type: Any = Annotated[info.annotation, info]  # a type built at run time
+    return TypeAdapter(field_type).json_schema()
+
+
+def optional_form_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A field's schema as the form reads it, with null allowed (an empty field keeps the spec's value).
+
+    Airflow's form picks its widget from `type` and `enum`, not from `anyOf`, so `anyOf: [X, null]`
+    becomes X's keywords with `type: [null, X]`; an enum gets null as its first choice.
+    """
+    members = schema.get("anyOf", [schema])
+    flat: dict[str, Any] = {"type": ["null"]}
+    for member in members:
+        if member.get("type", "null") != "null":
+            flat["type"].append(member["type"])
+            flat.update({k: v for k, v in member.items() if k not in ("type", "default", "title", "description")})
+    if "enum" in flat:
+        flat["enum"] = [None, *flat["enum"]]
+    return flat
+
+
+def override_param(model: type[Any], name: str, *, field: str, title: str, note: str = "",
+                   values_display: dict[Any, str] | None = None) -> Param:
+    """An optional override of spec field `field` (`model.name`), its bounds and description from the model."""
+    schema = _field_json_schema(model, name)
+    extra: dict[str, Any] = {"values_display": values_display} if values_display else {}
+    return Param(
+        None,
+        title=title,
+        description=f"{field}: {schema.get('description', '')}{note} Empty: the spec's own.",
+        section=SECTION_OVERRIDES,
+        **optional_form_schema(schema),
+        **extra,
+    )
+
+
+def experiment_sweep_params() -> dict[str, Param]:
+    """experiment_sweep's form: which spec (a file, or pasted), then the overrides users reach for."""
+    return {
+        "spec_file": spec_file_param(),
+        "spec": spec_param(),
+        "backend": override_param(ExperimentSpec, "backend", field="backend", title="Backend",
+                                  values_display=BACKEND_LABELS),
+        "n_trials": override_param(Search, "n_trials", field="search.n_trials", title="Trials (random, bayes)",
+                                   note=" Refused for a grid sweep."),
+        "max_parallel": override_param(Budget, "max_parallel", field="budget.max_parallel",
+                                       title="Batches at the same time"),
+        "timeout_minutes": override_param(Budget, "timeout_minutes", field="budget.timeout_minutes",
+                                          title="Batch timeout (minutes)"),
+    }
+
+
+def retrain_params() -> dict[str, Param]:
+    """retrain's form; drift_monitor triggers it with the same keys (and `champion_version`, for its run id)."""
+    name = _field_json_schema(ExperimentSpec, "name")  # models are registered under their experiment's name
+    return {
+        "model": Param(
+            "churn-baseline",
+            type="string",
+            minLength=1,
+            maxLength=name["maxLength"],
+            pattern=name["pattern"],
+            title="Registered model",
+            description="The MLflow registered model to retrain (an experiment's name); its champion's spec "
+                        "becomes a bayes search warm-started from the champion's study.",
+        ),
+        "drifted_features": Param(
+            [],
+            type=["null", "array"],
+            items={"type": "string"},
+            uniqueItems=True,
+            title="Drifted features",
+            description="The features the drift check flagged, one per line; recorded with the retrain.",
+        ),
+        "drift_report": Param(
+            None,
+            type=["null", "string"],
+            title="Drift report",
+            description="The path of the drift report behind this run, if any; recorded with the retrain.",
+        ),
+    }
+
+
+def date_param(*, title: str | None = None, description: str | None = None) -> Param:
+    """An optional YYYY-MM-DD day with the form's date picker (feature_pipeline's backfill bounds)."""
+    labels: dict[str, Any] = {"title": title} if title else {}
+    return Param(None, description=description, **labels, **ISO_DATE)
+
+
+def feature_pipeline_params() -> dict[str, Param]:
+    """feature_pipeline's backfill bounds; both empty: the run's data interval."""
+    return {
+        "start": date_param(title="First day", description="Backfill from this day (inclusive). Empty: the run's "
+                                                           "data interval."),
+        "end": date_param(title="Last day", description="Backfill through this day (inclusive). Empty: the last "
+                                                        "day of the run's data interval."),
+    }

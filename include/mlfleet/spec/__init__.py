@@ -1,16 +1,21 @@
 """The experiment spec: models, loading and validation (no Airflow, no heavy imports)."""
 
 from mlfleet.spec.errors import SpecError
-from mlfleet.spec.loading import load_spec, parse_spec
+from mlfleet.spec.loading import load_spec, load_spec_data, parse_spec
 from mlfleet.spec.model import MODEL_TYPES, ExperimentSpec, Range, Resources, param_domain
+from mlfleet.spec.overrides import OVERRIDES, apply_overrides, given_overrides
 
 __all__ = [
     "MODEL_TYPES",
+    "OVERRIDES",
     "ExperimentSpec",
     "Range",
     "Resources",
     "SpecError",
+    "apply_overrides",
+    "given_overrides",
     "load_spec",
+    "load_spec_data",
     "param_domain",
     "parse_spec",
 ]

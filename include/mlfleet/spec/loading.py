@@ -70,20 +70,28 @@ def load_yaml_text(text: str, *, source: str = "spec") -> dict[str, Any]:
     return data
 
 
-def load_spec(source: str | Path | dict[str, Any]) -> ExperimentSpec:
-    """Load a spec from a dict, a JSON/YAML string, or a path to a YAML/JSON file."""
+def load_spec_data(source: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """The spec's fields as a mapping, not yet validated: from a dict, JSON/YAML text, or a YAML/JSON file.
+
+    What `load_spec` validates; callers that change fields first (trigger-form overrides) start here.
+    """
     if isinstance(source, dict):
-        return parse_spec(source)
+        return source
     text = str(source)
     stripped = text.lstrip()
     if stripped.startswith("{"):
         try:
-            return parse_spec(json.loads(text))
+            return json.loads(text)  # text that starts with { parses to a mapping or not at all
         except json.JSONDecodeError:
-            return parse_spec(load_yaml_text(text))
+            return load_yaml_text(text)
     path = Path(text).expanduser() if "\n" not in text and len(text) < 4096 else None
     if path is None or (not path.is_file() and ": " in text):
-        return parse_spec(load_yaml_text(text))
+        return load_yaml_text(text)
     if not path.is_file():
         raise SpecError("spec", f"file {str(path)!r} does not exist")
-    return parse_spec(load_yaml_text(path.read_text(), source=str(path)))
+    return load_yaml_text(path.read_text(), source=str(path))
+
+
+def load_spec(source: str | Path | dict[str, Any]) -> ExperimentSpec:
+    """Load a spec from a dict, a JSON/YAML string, or a path to a YAML/JSON file."""
+    return parse_spec(load_spec_data(source))

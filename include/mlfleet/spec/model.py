@@ -61,7 +61,8 @@ class Prune(_Strict):
 
 class Search(_Strict):
     strategy: Literal["grid", "random", "bayes"] = "grid"
-    n_trials: int | None = Field(default=None, ge=1)
+    n_trials: int | None = Field(
+        default=None, ge=1, description="Random and bayes search: how many trials in all (a grid runs every combination).")
     batch_size: int | None = Field(default=None, ge=1)
     # `prune: true` is `prune: {}` (the defaults); `prune: false` or no key: every fold of every trial runs
     prune: Prune | None = None
@@ -116,8 +117,12 @@ class ModelEntry(_Strict):
 
 
 class Budget(_Strict):
-    max_parallel: int = Field(default=8, ge=1)
-    timeout_minutes: float = Field(default=60, gt=0)
+    max_parallel: int = Field(
+        default=8, ge=1, description="Batches (jobs, pods) a round runs side by side, at most; a bayes round's default "
+                                     "batch_size.")
+    timeout_minutes: float = Field(
+        default=60, gt=0, description="Minutes one batch may run; a batch still running then is stopped and its trials "
+                                      "fail.")
 
 
 class ExperimentSpec(_Strict):
@@ -130,7 +135,8 @@ class ExperimentSpec(_Strict):
     search: Search = Search()
     models: list[ModelEntry] = Field(min_length=1)
     resources: Resources = Resources()
-    backend: Literal["local", "sagemaker", "kubernetes"] | None = None
+    backend: Literal["local", "sagemaker", "kubernetes"] | None = Field(
+        default=None, description="Where trials run; unset: MLFLEET_BACKEND.")
     budget: Budget = Budget()
 
     @field_validator("search")
