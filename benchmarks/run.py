@@ -35,6 +35,7 @@ def _isolate(tmp: Path) -> None:
     os.environ.update({
         "PYTHONPYCACHEPREFIX": str(tmp / "pycache"),
         "MLFLEET_HOME": str(tmp / "home"),
+        "MLFLEET_DATA_ROOTS": str(tmp),  # the workloads' datasets are written beside the home
         "AIRFLOW_HOME": str(tmp / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),

@@ -28,6 +28,9 @@ os.environ.update(
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "include"), os.environ.get("PYTHONPATH")])),
         "MLFLEET_LOCAL_WORKERS": "2",
+        # Tests write their datasets under the temp dir (pytest's tmp_path); the data-root rule itself
+        # is tested with roots of its own (tests/unit/spec/test_hostile_input.py).
+        "MLFLEET_DATA_ROOTS": os.pathsep.join([tempfile.gettempdir(), str(ROOT)]),
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
 )

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None, description="Defaults to a SQLite store under home."
     )
+    # Where a spec's `dataset.path` may point, os.pathsep-separated: a spec pasted into a trigger form
+    # must not read any file the worker can. Unset: `<home>/data` and the project's `data/`.
+    data_roots: str | None = None
     # Where people open MLflow's own UI (e.g. http://mlflow.internal:5000): the results pages
     # link each trial and model version there. Unset: the pages show the MLflow ids only.
     mlflow_ui_url: str | None = None
@@ -182,6 +185,15 @@ class Settings(BaseSettings):
     @property
     def offline_dir(self) -> Path:
         return self.home_dir / "offline"
+
+    @property
+    def allowed_data_roots(self) -> list[Path]:
+        """The folders a `dataset.path` must lie in (resolved, so a symlink cannot lead out)."""
+        if self.data_roots:
+            roots = [Path(p).expanduser() for p in self.data_roots.split(os.pathsep) if p.strip()]
+        else:
+            roots = [self.home_dir / "data", PROJECT_ROOT / "data"]
+        return [root.resolve() for root in roots]
 
     @property
     def experiments_dir(self) -> Path:

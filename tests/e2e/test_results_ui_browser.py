@@ -53,6 +53,9 @@ MLFLEET = str(Path(sys.executable).parent / "mlfleet")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM = Path("/usr/lib/chromium/chromium")  # the binary itself, not Debian's /usr/bin wrapper script
 WAIT_S = 30
+# The app is built on its first request and MLflow imported on the first page that reads the registry:
+# seconds each on a loaded 2-core machine, over httpx's 5 s default.
+HTTP_S = 60
 
 
 @dataclass(frozen=True)
@@ -274,9 +277,9 @@ def test_every_app_route_needs_airflow_login(sweep: Sweep) -> None:
     routes = ["/mlfleet/experiments", sweep.run_path, f"{sweep.run_path}/leaderboard.csv",
               f"{sweep.run_path}/trials/{sweep.best['trial_id']}", "/mlfleet/drift", "/mlfleet/models",
               f"/mlfleet/runs/{DAG_ID}/{sweep.dag_run_id}", "/mlfleet/static/app.js"]
-    anonymous = {route: httpx.get(sweep.url + route).status_code for route in routes}
+    anonymous = {route: httpx.get(sweep.url + route, timeout=HTTP_S).status_code for route in routes}
     assert anonymous == dict.fromkeys(routes, 401)
-    bearer = httpx.get(f"{sweep.app}/experiments", headers={"Authorization": f"Bearer {sweep.token}"})
+    bearer = httpx.get(f"{sweep.app}/experiments", headers={"Authorization": f"Bearer {sweep.token}"}, timeout=HTTP_S)
     assert bearer.status_code == 200 and EXPERIMENT in bearer.text
 
 
@@ -354,8 +357,8 @@ def test_downloads_are_the_leaderboard(sweep: Sweep, browser: Any) -> None:
     cookies = {"_token": browser.get_cookie("_token")["value"]}  # the browser's own login
     csv_href = browser.find_element(By.ID, "download-csv").get_attribute("href")
     json_href = browser.find_element(By.ID, "download-json").get_attribute("href")
-    as_csv = httpx.get(csv_href, cookies=cookies)
-    as_json = httpx.get(json_href, cookies=cookies)
+    as_csv = httpx.get(csv_href, cookies=cookies, timeout=HTTP_S)
+    as_json = httpx.get(json_href, cookies=cookies, timeout=HTTP_S)
     assert as_csv.status_code == as_json.status_code == 200
     rows = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert sorted(r["status"] for r in rows) == ["failed", "success", "success"]

@@ -34,7 +34,8 @@ def _from_validation_error(err: ValidationError) -> SpecError:
     if first["type"] == "missing":
         return SpecError(field, "required field is missing")
     head = message.split(": ", 1)[0] if ": " in message else ""
-    if head.startswith("models[") or (field and head.startswith(f"{field}.")):
+    # A model-level check puts the field in front of its message ("models: ...", "models[0].params.C: ...").
+    if head.startswith("models") or (field and head.startswith(f"{field}.")):
         field, message = message.split(": ", 1)
     if first["type"] == "string_pattern_mismatch" and field == "name":
         message = f"{first['input']!r} must match [a-z0-9-]+ (lower-case letters, digits, dashes)"
@@ -53,10 +54,32 @@ def parse_spec(data: Any) -> ExperimentSpec:
         raise _from_validation_error(err) from None
 
 
+# A spec is a page of YAML; a megabyte is already a hostile one (huge lists, pasted data).
+MAX_SPEC_BYTES = 1_000_000
+
+
+class _AliasRefused(yaml.YAMLError):
+    def __init__(self, mark: Any) -> None:
+        super().__init__("YAML aliases are not allowed in specs")
+        self.problem_mark, self.problem = mark, "YAML aliases (*name) are not allowed in specs"
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """safe_load without aliases: a few nested aliases ("billion laughs") expand to more values than
+    memory holds once anything walks the result, and a spec has no need for them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            raise _AliasRefused(self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
 def load_yaml_text(text: str, *, source: str = "spec") -> dict[str, Any]:
-    """Parse YAML safely: a Python tag or a syntax error is a SpecError, never code execution."""
+    """Parse YAML safely: a Python tag, an alias or a syntax error is a SpecError, never code execution."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
+        raise SpecError(source, f"larger than {MAX_SPEC_BYTES:,} bytes; a spec is a page of YAML")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.constructor.ConstructorError as err:
         tag = getattr(err, "problem", "") or str(err)
         raise SpecError(source, f"YAML tag not allowed ({tag.strip()}); specs are plain data") from None
@@ -80,6 +103,8 @@ def load_spec_data(source: str | Path | dict[str, Any]) -> dict[str, Any]:
     text = str(source)
     stripped = text.lstrip()
     if stripped.startswith("{"):
+        if len(text) > MAX_SPEC_BYTES:
+            raise SpecError("spec", f"larger than {MAX_SPEC_BYTES:,} bytes; a spec is a page of YAML")
         try:
             return json.loads(text)  # text that starts with { parses to a mapping or not at all
         except json.JSONDecodeError:

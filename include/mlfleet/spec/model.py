@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 MODEL_TYPES = ("xgboost", "lightgbm", "random_forest", "logistic_l1", "mlp")
 NAME_PATTERN = r"^[a-z0-9-]+$"
+# The most trials one sweep may have: 10x the largest measured (10,000, docs/benchmarks-large.md).
+MAX_TRIALS = 100_000
 
 
 class _Strict(BaseModel):
@@ -62,7 +64,8 @@ class Prune(_Strict):
 class Search(_Strict):
     strategy: Literal["grid", "random", "bayes"] = "grid"
     n_trials: int | None = Field(
-        default=None, ge=1, description="Random and bayes search: how many trials in all (a grid runs every combination).")
+        default=None, ge=1, le=MAX_TRIALS,
+        description="Random and bayes search: how many trials in all (a grid runs every combination).")
     batch_size: int | None = Field(default=None, ge=1)
     # `prune: true` is `prune: {}` (the defaults); `prune: false` or no key: every fold of every trial runs
     prune: Prune | None = None
@@ -153,10 +156,27 @@ class ExperimentSpec(_Strict):
         for i, model in enumerate(self.models):
             for key, value in model.params.items():
                 _check_param(f"models[{i}].params.{key}", value, self.search.strategy)
+        if self.search.strategy == "grid":
+            _check_grid_size(self.models)
         return self
 
     def resources_for(self, model_index: int) -> Resources:
         return self.models[model_index].resources or self.resources
+
+
+def grid_size(params: dict[str, Any]) -> int:
+    """How many trials a model's grid expands to, counted (a list is one axis, a scalar is fixed)."""
+    return math.prod(len(v) if isinstance(v, list) else 1 for v in params.values())
+
+
+def _check_grid_size(models: list[ModelEntry]) -> None:
+    """Refuse a grid too large to run by counting it, never by expanding it (a few lists of a few
+    hundred values multiply to more trials than memory holds)."""
+    sizes = [grid_size(model.params) for model in models]
+    if sum(sizes) > MAX_TRIALS:
+        biggest = max(range(len(sizes)), key=sizes.__getitem__)
+        raise ValueError(f"models: the grid has {sum(sizes):,} trials, more than {MAX_TRIALS:,} "
+                         f"(models[{biggest}] alone has {sizes[biggest]:,}); narrow the lists or use random search")
 
 
 def _check_prune(prune: Prune, folds: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ def load_frame(spec: ExperimentSpec, settings: Settings) -> Any:
 
         return getattr(sklearn.datasets, f"load_{dataset.builtin}")(as_frame=True).frame
     if dataset.path:
-        return _read_path(Path(dataset.path).expanduser())
+        return _read_path(check_data_path(dataset.path, settings))
     from mlfleet.features import training_sets as features
 
     try:
@@ -40,16 +41,29 @@ def load_frame(spec: ExperimentSpec, settings: Settings) -> Any:
     return features.training_set(settings, dataset.feature_service or "", entity_df=entity_df)
 
 
+def check_data_path(raw: str, settings: Settings) -> Path:
+    """The dataset path resolved, if it lies inside one of the allowed data roots (MLFLEET_DATA_ROOTS)."""
+    path = Path(raw).expanduser().resolve()
+    roots = settings.allowed_data_roots
+    if not any(path == root or root in path.parents for root in roots):
+        allowed = os.pathsep.join(str(r) for r in roots)
+        raise SpecError("dataset.path", f"{raw!r} is outside the allowed data roots ({allowed}); "
+                                        "add its folder to MLFLEET_DATA_ROOTS")
+    return path
+
+
 def _read_path(path: Path) -> Any:
     import pandas as pd
 
     if not path.exists():
         raise SpecError("dataset.path", f"{str(path)!r} does not exist")
-    if path.suffix == ".csv":
-        return pd.read_csv(path)
-    if path.suffix == ".parquet" or path.is_dir():
-        return pd.read_parquet(path)
-    raise SpecError("dataset.path", f"{str(path)!r}: expected a .parquet or .csv file")
+    if path.suffix not in (".csv", ".parquet") and not path.is_dir():
+        raise SpecError("dataset.path", f"{str(path)!r}: expected a .parquet or .csv file")
+    try:
+        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        kind = "CSV" if path.suffix == ".csv" else "Parquet"
+        raise SpecError("dataset.path", f"{str(path)!r} is not a readable {kind} file: {str(err)[:200]}") from None
 
 
 def feature_columns(spec: ExperimentSpec, frame: Any) -> list[str]:

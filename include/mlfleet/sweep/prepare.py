@@ -27,6 +27,10 @@ def validate(spec_source: Any, *, settings: Settings, backend: str | None = None
 
     spec = parse_spec(spec_source) if isinstance(spec_source, ExperimentSpec) else load_spec(spec_source)
     check_static(spec)
+    if spec.dataset.path:
+        from mlfleet.sweep.datasets import check_data_path
+
+        check_data_path(spec.dataset.path, settings)
     check_backend(spec, backend or spec.backend or settings.backend, settings=settings, cuda_available=_cuda_available)
     return spec
 
