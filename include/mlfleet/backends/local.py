@@ -15,6 +15,9 @@ from typing import Any
 
 from mlfleet.training.entrypoint import stage_job
 
+# The training process of the batch's current attempt, so a retry can stop one left running.
+PID_FILE = "output/train.pid"
+
 
 def stage_batch(batch_dir: Path, *, job: dict[str, Any], data_path: Path) -> Path:
     """Lay out hyperparameters and the config and train channels exactly as SageMaker would."""
@@ -36,6 +39,27 @@ def finished_rows(batch_dir: Path, trial_ids: list[str]) -> list[dict[str, Any]]
     return rows if sorted(r["trial_id"] for r in rows) == sorted(trial_ids) else None
 
 
+def stop_orphan(batch_dir: Path) -> int | None:
+    """Kill the training process an earlier attempt of this batch left running, and wait for it.
+
+    A task process killed with SIGKILL cannot take its child along: without this, a retry would run
+    beside it, two processes training the same trials into one checkpoint folder. Returns its pid.
+    """
+    import psutil
+
+    try:
+        pid = int((batch_dir / PID_FILE).read_text())
+        proc = psutil.Process(pid)
+        mine = str(batch_dir) in proc.cmdline()
+    except (OSError, ValueError, psutil.Error):
+        return None
+    if not mine:  # the pid was reused by an unrelated process
+        return None
+    proc.kill()
+    proc.wait(timeout=30)
+    return pid
+
+
 def run_batch(batch_dir: Path, *, trial_ids: list[str], workers: int, timeout_seconds: float) -> list[dict[str, Any]]:
     """Run (or reuse) one batch; raises RuntimeError with the failure file's first line."""
     done = finished_rows(batch_dir, trial_ids)
@@ -46,10 +70,15 @@ def run_batch(batch_dir: Path, *, trial_ids: list[str], workers: int, timeout_se
     command = [sys.executable, "-m", "mlfleet.training.entrypoint", "train", "--root", str(batch_dir)]
     log_path = batch_dir / "output/train.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    stop_orphan(batch_dir)
     with log_path.open("a") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        (batch_dir / PID_FILE).write_text(str(proc.pid))
         try:
-            proc = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_seconds, check=False)
+            proc.wait(timeout=timeout_seconds)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
             raise RuntimeError(f"batch {batch_dir.name} exceeded budget.timeout_minutes ({timeout_seconds / 60:.1f} min)") from None
     if proc.returncode != 0:
         failure = batch_dir / "output/failure"

@@ -33,6 +33,31 @@ def configure(settings: Any) -> None:
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
+    _initialized(settings.tracking_uri)
+
+
+_READY: set[str] = set()  # local stores this process has seen initialized
+
+
+def _initialized(uri: str) -> None:
+    """Let one process at a time make a local SQLite store's tables.
+
+    MLflow creates them on first use, and several processes starting on a fresh store at once (two
+    `mlfleet sweep`s, or parallel tasks) fail with "table ... already exists". So the first use in
+    each process waits on a lock file beside the database.
+    """
+    if uri in _READY or not uri.startswith("sqlite:///"):
+        return
+    import fcntl
+
+    from mlflow import MlflowClient
+
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates or migrates the tables
+    _READY.add(uri)
 
 
 def _client(settings: Any) -> Any:

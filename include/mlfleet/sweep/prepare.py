@@ -35,6 +35,23 @@ def validate(spec_source: Any, *, settings: Settings, backend: str | None = None
     return spec
 
 
+def claim_run_id(root: Path, *, salt: str) -> str:
+    """A new run id whose results directory this call created: two sweeps of one spec started in the
+    same second (two `mlfleet sweep`s) cannot share one. An Airflow run's id is deterministic
+    instead, so that a retried prepare finds its own directory."""
+    import os
+    import secrets
+
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_id = new_run_id(salt=f"{salt}.{os.getpid()}.{secrets.token_hex(4)}")
+        try:
+            (root / run_id).mkdir()
+        except FileExistsError:
+            continue
+        return run_id
+
+
 def _cuda_available() -> bool:
     try:
         import torch
@@ -58,8 +75,6 @@ def prepare(spec_source: Any, *, settings: Settings, run_id: str | None = None, 
     frame = load_frame(spec, settings)
     features = feature_columns(spec, frame)
     check_target(spec, frame)
-    run_id = run_id or new_run_id(salt=spec.name)
-    results_dir = (results_root or settings.experiments_dir) / spec.name / run_id
     keep = [c for c in ENTITY_COLUMNS if c in frame.columns]
     frame = frame[[*keep, *features, spec.target]]
     holdout = None
@@ -69,6 +84,9 @@ def prepare(spec_source: Any, *, settings: Settings, run_id: str | None = None, 
         cutoff = frame["event_timestamp"].max() - pd.Timedelta(days=holdout_days)
         holdout, frame = frame[frame["event_timestamp"] > cutoff], frame[frame["event_timestamp"] <= cutoff]
         check_target(spec, frame)
+    root = (results_root or settings.experiments_dir) / spec.name  # every check passed: now write
+    run_id = run_id or claim_run_id(root, salt=spec.name)
+    results_dir = root / run_id
     data_dir = results_dir / "data"
     data_path = write_parquet_atomic(frame, data_dir / DATA_FILE)
     if holdout is not None:
