@@ -331,11 +331,16 @@ def registered_models(settings: Any) -> list[dict[str, Any]]:
 def version_history(settings: Any, name: str) -> list[dict[str, Any]]:
     """Every version of a registered model, newest first, with its aliases, tags and creation time."""
     client = _client(settings)
-    if _registered(client, name) is None:
+    registered = _registered(client, name)
+    if registered is None:
         return []
+    # Searched versions come without their aliases: the registered model holds them (alias -> version).
+    aliases: dict[str, list[str]] = {}
+    for alias, version in sorted(dict(registered.aliases).items()):
+        aliases.setdefault(str(version), []).append(alias)
     versions = client.search_model_versions(f"name = {_quoted(name)}")
-    return [{"version": str(mv.version), "aliases": list(mv.aliases), "tags": dict(mv.tags), "run_id": mv.run_id,
-             "created_ms": int(mv.creation_timestamp or 0)}
+    return [{"version": str(mv.version), "aliases": aliases.get(str(mv.version), []), "tags": dict(mv.tags),
+             "run_id": mv.run_id, "created_ms": int(mv.creation_timestamp or 0)}
             for mv in sorted(versions, key=lambda mv: int(mv.version), reverse=True)]
 
 

@@ -263,7 +263,7 @@ def test_model_history_lists_versions_with_aliases_and_decisions(client: TestCli
     (settings.decisions_dir / "iris-grid" / "x.json").write_text(json.dumps(decision))
     html = client.get("/models/iris-grid", headers=ADMIN).text
     rows = re.findall(r'<tr class="version-row[^"]*">.*?</tr>', html, flags=re.S)
-    assert len(rows) == 1 and f"v{version}" in rows[0] and "champion" in rows[0]
+    assert len(rows) == 1 and f"v{version}" in rows[0] and '<span class="badge">champion</span>' in rows[0]
     assert sweeps["grid"]["run_id"] in rows[0]
     assert client.get("/models/no-such-model", headers=ADMIN).status_code == 404
     listing = client.get("/models", headers=ADMIN).text
