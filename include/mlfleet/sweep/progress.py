@@ -23,7 +23,9 @@ LEADERBOARD_FILE = "leaderboard.json"
 DECISION_FILE = "decision.json"
 # Experiment names and run ids as mlfleet writes them; anything else is not ours to open.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
-_CONTINUATION = re.compile(r"(?P<experiment>.+)__(?P<run>\d{8}T\d{6}-[0-9a-f]{4})__round_(?P<round>\d{4})")
+# `<experiment>__<sweep run id>__round_NNNN` (rounds.continuation_run_id); a sweep run id is
+# `run_id_from_airflow`'s: up to 15 of [0-9T] (or "run"), a dash, 4 hex digits.
+_CONTINUATION = re.compile(r"(?P<experiment>.+)__(?P<run>(?:[0-9T]{1,15}|run)-[0-9a-f]{4})__round_(?P<round>\d{4})")
 
 
 class NotFound(LookupError):

@@ -1,0 +1,42 @@
+"""Which sweep an Airflow run belongs to, for every run id shape mlfleet makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlfleet.sweep.ids import run_id_from_airflow
+from mlfleet.sweep.progress import NotFound, find_airflow_run, record_airflow_run, run_path
+from mlfleet.sweep.rounds import continuation_run_id
+
+
+def _sweep(root: Path, experiment: str, run_id: str) -> Path:
+    path = root / experiment / run_id
+    path.mkdir(parents=True)
+    (path / "context.json").write_text("{}")
+    return path
+
+
+@pytest.mark.parametrize("airflow_run", [
+    "manual__2026-12-01T12:00:00.123456+00:00",  # a manual experiment_sweep run
+    "retrain__churn-baseline__v1__fc06a878ad",  # drift_monitor's retrain: its sweep id has no full stamp
+    "scheduled__2026-12-01T00:00:00+00:00",
+])
+def test_round_zero_and_every_continuation_round_lead_to_the_sweep(tmp_path: Path, airflow_run: str) -> None:
+    sweep_run = run_id_from_airflow(airflow_run)
+    path = _sweep(tmp_path, "churn-baseline", sweep_run)
+    record_airflow_run(path, dag_id="retrain", run_id=airflow_run)
+    assert find_airflow_run(tmp_path, "retrain", airflow_run) == path.resolve()
+    for round_index in (1, 9, 120):
+        continuation = continuation_run_id("churn-baseline", sweep_run, round_index)
+        assert find_airflow_run(tmp_path, "retrain", continuation) == path.resolve()
+    assert find_airflow_run(tmp_path, "experiment_sweep", airflow_run) is None  # another DAG's run of that id
+
+
+def test_run_path_refuses_what_is_not_a_sweep_inside_the_root(tmp_path: Path) -> None:
+    _sweep(tmp_path, "exp", "20261201T000000-abcd")
+    assert run_path(tmp_path, "exp", "20261201T000000-abcd").name == "20261201T000000-abcd"
+    for experiment, run in [("exp", "missing"), ("..", "exp"), ("exp/../..", "x"), ("exp", ".."), ("", "x")]:
+        with pytest.raises(NotFound):
+            run_path(tmp_path, experiment, run)
