@@ -224,25 +224,26 @@ def _showing(driver: Any, page_selector: str) -> bool:
         driver.switch_to.default_content()
 
 
+def _open_view(driver: Any, page: str, link: str, *, ready: str, again: bool) -> None:
+    """An Airflow page's link to one of the app's views (unless that view shows already), then into
+    its iframe. From any other Airflow page: clicking a nav entry again would keep the iframe on
+    whichever app page it shows."""
+    if again or not _showing(driver, ready.split(" ")[0]):
+        driver.get(page)
+        _click(driver, link, f"no {link} on {page}")
+        _wait(driver, lambda d: "/plugin/" in d.current_url, f"{link} did not open a plugin page")
+    _into_plugin_frame(driver, ready)
+
+
 def _open_experiments(driver: Any, sweep: Sweep, *, again: bool = False) -> None:
-    """Airflow's "Experiments" nav entry (unless it is open already), then into its iframe."""
-    if again or not _showing(driver, "table#experiments"):
-        # From an Airflow page that is not this view: clicking the entry again would keep the
-        # iframe on whichever app page it shows.
-        driver.get(f"{sweep.url}/")
-        # A top-level entry in Airflow's nav sidebar: its aria-label is the view's name.
-        _click(driver, "a[aria-label='Experiments']", "no 'Experiments' entry in Airflow's nav")
-        _wait(driver, lambda d: "/plugin/" in d.current_url, "the nav entry did not open a plugin page")
-    _into_plugin_frame(driver, "table#experiments")
+    """Airflow's "Experiments" nav entry (a top-level entry: its aria-label is the view's name)."""
+    _open_view(driver, f"{sweep.url}/", "a[aria-label='Experiments']", ready="table#experiments", again=again)
 
 
 def _open_results_tab(driver: Any, sweep: Sweep, *, again: bool = False) -> None:
-    """The DAG run's page in Airflow, its "Results" tab (unless it is open already), into the iframe."""
-    if again or not _showing(driver, "table#leaderboard"):
-        driver.get(f"{sweep.url}/dags/{DAG_ID}/runs/{sweep.dag_run_id}")
-        _click(driver, "a[title='Results']", "no 'Results' tab on the DAG run page")
-        _wait(driver, lambda d: "/plugin/" in d.current_url, "the tab did not open a plugin page")
-    _into_plugin_frame(driver, "table#leaderboard tr.trial")
+    """The DAG run's page in Airflow, its "Results" tab."""
+    _open_view(driver, f"{sweep.url}/dags/{DAG_ID}/runs/{sweep.dag_run_id}", "a[title='Results']",
+               ready="table#leaderboard tr.trial", again=again)
 
 
 def _column(driver: Any, table: str, sort_key: str) -> list[str]:

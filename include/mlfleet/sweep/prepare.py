@@ -5,6 +5,8 @@ Nothing is written for a spec that fails validation; a retried `prepare` rewrite
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +41,6 @@ def claim_run_id(root: Path, *, salt: str) -> str:
     """A new run id whose results directory this call created: two sweeps of one spec started in the
     same second (two `mlfleet sweep`s) cannot share one. An Airflow run's id is deterministic
     instead, so that a retried prepare finds its own directory."""
-    import os
-    import secrets
-
     root.mkdir(parents=True, exist_ok=True)
     while True:
         run_id = new_run_id(salt=f"{salt}.{os.getpid()}.{secrets.token_hex(4)}")

@@ -114,25 +114,31 @@ def _started(path: Path) -> str:
     return datetime.fromtimestamp(stamp, timezone.utc).replace(microsecond=0).isoformat()
 
 
-def summary(path: Path) -> SweepSummary:
+def dag_of(path: Path) -> str:
+    """The DAG whose runs a sweep belongs to (what decides who may read it), from two small files."""
+    recorded = (_read_json(path / AIRFLOW_RUN_FILE) or {}).get("dag_id")
+    return str(recorded or ("retrain" if (_read_json(path / CONTEXT_FILE) or {}).get("retraining") else "experiment_sweep"))
+
+
+def summary(path: Path, rows: list[dict[str, Any]] | None = None, board: dict[str, Any] | None = None) -> SweepSummary:
+    """The sweep's head; pass `trial_rows(path)`'s result when the caller has read it already."""
+    if rows is None:
+        rows, board = trial_rows(path)
     context = _read_json(path / CONTEXT_FILE) or {}
     spec = context.get("spec") or {}
-    rows, board = trial_rows(path)
     finished = [r for r in rows if r.get("status") in ("success", "failed")]
     ok = [r for r in finished if r.get("status") == "success" and isinstance(r.get("mean_score"), (int, float))]
     best = board["best"] if board else (max(ok, key=lambda r: r["mean_score"]) if ok else None)
     runs = airflow_runs(path)
-    kind = "retrain" if context.get("retraining") else "sweep"
-    recorded = _read_json(path / AIRFLOW_RUN_FILE) or {}
     return SweepSummary(
         experiment=str(context.get("experiment", path.parent.name)), run_id=str(context.get("run_id", path.name)),
-        kind=kind, state="finished" if board else "running", started=_started(path),
+        kind="retrain" if context.get("retraining") else "sweep", state="finished" if board else "running",
+        started=_started(path),
         strategy=str((spec.get("search") or {}).get("strategy", "grid")), metric=str(spec.get("metric", "")),
         trials_done=len(finished), trials_failed=len(finished) - len(ok),
         trials_total=max(int(context.get("n_trials") or 0), len(rows)),
         best={k: best.get(k) for k in ("trial_id", "model", "params", "mean_score")} if best else None,
-        dag_id=str(recorded.get("dag_id") or ("retrain" if kind == "retrain" else "experiment_sweep")),
-        airflow_run_id=runs[0] if runs else None,
+        dag_id=dag_of(path), airflow_run_id=runs[0] if runs else None,
         registered_model=(board or {}).get("registered_model"), decision=_read_json(path / DECISION_FILE),
     )
 

@@ -47,7 +47,7 @@ def _has_registry(settings: Settings) -> bool:
 def sweep_path(settings: Settings, experiment: str, run_id: str, readable: set[str]) -> Path:
     """The sweep's directory, if the user may read its DAG (NotFound otherwise: no existence leak)."""
     path = progress.run_path(settings.experiments_dir, experiment, run_id)
-    if progress.summary(path).dag_id not in readable:
+    if progress.dag_of(path) not in readable:
         raise NotFound(f"no sweep {experiment}/{run_id}")
     return path
 
@@ -68,8 +68,8 @@ def _display(value: Any) -> str:
 
 def run(settings: Settings, path: Path) -> dict[str, Any]:
     """A run's head, its leaderboard rows (best first, failed then pending last) and its columns."""
-    head = progress.summary(path)
     rows, board = progress.trial_rows(path)
+    head = progress.summary(path, rows, board)
     rank = {SUCCESS: 0, FAILED: 1, PENDING: 2}
     ordered = sorted(rows, key=lambda r: (rank.get(r.get("status"), 3),
                                           -(r["mean_score"] if _finite(r.get("mean_score")) else -math.inf),
@@ -80,8 +80,8 @@ def run(settings: Settings, path: Path) -> dict[str, Any]:
         "trial_id": r.get("trial_id"), "model": r.get("model"), "status": r.get("status"),
         "mean_score": r.get("mean_score"), "std_score": r.get("std_score"), "fit_seconds": r.get("fit_seconds"),
         "error": r.get("error"), "best": r.get("trial_id") == best_id and r.get("status") == SUCCESS,
-        "params": {name: _display((r.get("params") or {}).get(name)) for name in params},
-        "has": {name: name in (r.get("params") or {}) for name in params},
+        # "" for a param this trial's model does not have; an explicit None shows as "null"
+        "params": {name: _display(r["params"][name]) if name in (r.get("params") or {}) else "" for name in params},
     } for r in ordered]
     return {"head": asdict(head), "params": params, "rows": table, "final": board is not None,
             "airflow_runs": progress.airflow_runs(path)}
@@ -94,7 +94,7 @@ def leaderboard(settings: Settings, path: Path) -> dict[str, Any]:
     rows, board = progress.trial_rows(path)
     if board is not None:
         return board
-    head = progress.summary(path)
+    head = progress.summary(path, rows, board)
     done = [r for r in rows if r.get("status") in (SUCCESS, FAILED)]
     return build_leaderboard(experiment=head.experiment, run_id=head.run_id, metric=head.metric,
                              results_uri=path.as_uri(), rows=done)
@@ -106,8 +106,8 @@ def _finite(value: Any) -> bool:
 
 def plots(settings: Settings, path: Path) -> dict[str, Any]:
     """The run's figures: parallel coordinates, optimization history, score by parameter, importance."""
-    head = progress.summary(path)
-    rows, _ = progress.trial_rows(path)
+    rows, board = progress.trial_rows(path)
+    head = progress.summary(path, rows, board)
     board = {"trials": figures.succeeded(rows), "metric": head.metric}
     return {
         "parallel": figures.parallel_coordinates(board),
