@@ -30,6 +30,7 @@ def up() -> None:
     info = stack.up(get_settings())
     print(f"Airflow is up: {info['url']}  (login: {info['username']} / {info['password']})")
     print(f"logs: {info['logs']}")
+    print(f"started: {', '.join(info['started'])}" if info["started"] else "every component was already running")
 
 
 @app.command()

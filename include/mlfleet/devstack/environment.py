@@ -170,6 +170,12 @@ def airflow_env(settings: Settings, dags_folder: Path | None = None) -> dict[str
             # The embedded Spark: local mode with every core (feature_pipeline's conn_id).
             "AIRFLOW_CONN_SPARK_LOCAL": json.dumps({"conn_type": "spark", "host": "local[*]"}),
             "MLFLOW_DISABLE_TELEMETRY": "true",
+            # A lost scheduler or task process is noticed within a minute, not five (Airflow's
+            # defaults): a task without a heartbeat for 60 s fails into its retry, and a restarted
+            # scheduler resets a dead one's tasks within 30 s (docs/fault-drills.md measures both;
+            # supervisors heartbeat every 5 s, so 60 s is twelve missed beats).
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+            "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
             # New DAG files show up within seconds instead of 5 minutes; edits within 10 s.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",

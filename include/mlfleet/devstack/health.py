@@ -1,5 +1,5 @@
-"""When the local Airflow counts as up: the api-server answers and reports a healthy scheduler and
-dag processor, with heartbeats from the processes this ``up`` started."""
+"""When the local Airflow counts as up: the api-server answers and reports a healthy scheduler, dag
+processor and triggerer, with heartbeats from the processes this ``up`` started."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 HEALTH_PATH = "/api/v2/monitor/health"
 # Keys in GET /api/v2/monitor/health that ``up`` waits for (the api-server answering is implied).
-HEALTH_KEYS: dict[str, str] = {"scheduler": "scheduler", "dag-processor": "dag_processor"}
+# The triggerer counts: a deferred batch (SageMaker, Kubernetes) resumes only once one is running.
+HEALTH_KEYS: dict[str, str] = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 
 
 def _heartbeat_after(value: Any, since: datetime) -> bool:
@@ -33,10 +34,10 @@ def _heartbeat_after(value: Any, since: datetime) -> bool:
 
 
 def healthy(health: Any, started: dict[str, datetime]) -> bool:
-    """Scheduler and dag processor healthy, with a heartbeat from the processes we just started.
+    """Scheduler, dag processor and triggerer healthy, with a heartbeat from the processes we just started.
 
-    The heartbeat check matters after a crash: a killed scheduler's job row still looks alive
-    for `scheduler_health_check_threshold` seconds. ``health`` is the endpoint's JSON body.
+    The heartbeat check matters after a crash: a killed scheduler's or triggerer's job row still looks alive
+    for `*_health_check_threshold` seconds. ``health`` is the endpoint's JSON body.
     """
     if not isinstance(health, dict):
         return False

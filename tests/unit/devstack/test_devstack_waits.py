@@ -30,6 +30,7 @@ def _health(
         "metadatabase": {"status": "healthy"},
         "scheduler": {"status": status, "latest_scheduler_heartbeat": beat.isoformat()},
         "dag_processor": {"status": status, "latest_dag_processor_heartbeat": beat.isoformat()},
+        "triggerer": {"status": status, "latest_triggerer_heartbeat": beat.isoformat()},
     }
 
 
@@ -67,7 +68,7 @@ def test_poll_until_times_out_with_the_last_result_and_does_not_retry_errors() -
     assert calls == [1]
 
 
-def test_healthy_wants_both_components_with_a_heartbeat_from_this_start() -> None:
+def test_healthy_wants_every_component_with_a_heartbeat_from_this_start() -> None:
     started = {"scheduler": STARTED, "dag-processor": STARTED}
     assert health.healthy(_health(), started)
     assert health.healthy(_health(beat=STARTED - timedelta(minutes=5)), {})  # nothing restarted
@@ -75,6 +76,12 @@ def test_healthy_wants_both_components_with_a_heartbeat_from_this_start() -> Non
     assert not health.healthy(_health(status="unhealthy"), started)
     assert not health.healthy({"scheduler": {"status": "healthy"}}, {})
     assert not health.healthy("HTTP 503", {})
+    # A restarted triggerer counts only once the new one has beaten: the killed one's row looks alive for 30 s.
+    stale_triggerer = {**_health(), "triggerer": {"status": "healthy",
+                                                  "latest_triggerer_heartbeat": (STARTED - timedelta(seconds=2)).isoformat()}}
+    assert health.healthy(stale_triggerer, started)
+    assert not health.healthy(stale_triggerer, {"triggerer": STARTED})
+    assert not health.healthy({k: v for k, v in _health().items() if k != "triggerer"}, {})
 
 
 class _Api(BaseHTTPRequestHandler):
