@@ -265,3 +265,40 @@ def aws_emulator() -> Iterator[AwsEmulator]:
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(work, ignore_errors=True)
+
+
+# --- Airflow through `mlfleet up` -----------------------------------------------------------------
+
+MLFLEET = str(Path(sys.executable).parent / "mlfleet")
+
+
+def mlfleet_up() -> str:
+    """`mlfleet up` as a user runs it (starts whatever component is not running); its stdout."""
+    out = subprocess.run([MLFLEET, "up"], capture_output=True, text=True, env=os.environ, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+@contextlib.contextmanager
+def airflow_stack(home: Path, dag_ids: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[Any, Any]]:
+    """`mlfleet up` on a fresh MLFLEET_HOME and a free port, with `env` set for every component;
+    yields (settings, REST client) once `dag_ids` are parsed and unpaused, and stops it all after."""
+    from mlfleet.config import get_settings
+    from mlfleet.devstack import stack
+    from mlfleet.devstack.rest_client import ApiClient, api_token
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {"MLFLEET_HOME": str(home), "MLFLEET_AIRFLOW_PORT": str(free_port()), **(env or {})}.items():
+            patch.setenv(key, value)
+        settings = get_settings()
+        try:
+            mlfleet_up()
+            info = stack.up(settings)
+            api = ApiClient(info["url"], api_token(info["url"], info["username"], info["password"]), timeout=60)
+            for dag_id in dag_ids:
+                api.wait_for_dag(dag_id, timeout=120)
+                api.unpause(dag_id)
+            with api:
+                yield settings, api
+        finally:
+            stack.down(settings)

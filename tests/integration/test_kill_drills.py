@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,14 +19,12 @@ from typing import Any
 import psutil
 import pytest
 
-from mlfleet.config import Settings, get_settings
-from mlfleet.devstack import processes, stack as airflow_local
-from mlfleet.devstack.ports import free_port
-from mlfleet.devstack.rest_client import ApiClient, api_token
+from mlfleet.config import Settings
+from mlfleet.devstack import processes
+from services import airflow_stack, mlfleet_up
 
 pytestmark = pytest.mark.slow
 DAG_ID = "experiment_sweep"
-MLFLEET = str(Path(sys.executable).parent / "mlfleet")
 # 10 trials x 3 folds of a forest on breast_cancer, one fit at a time: a batch of ~15-25 s.
 SPEC = {"name": "drill", "task": "classification", "target": "target", "metric": "roc_auc",
         "dataset": {"builtin": "breast_cancer"}, "cv": {"folds": 3, "seed": 0},
@@ -47,36 +43,14 @@ ENTRYPOINT = "mlfleet.training.entrypoint"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, aws_server: Any) -> Any:
     """`mlfleet up` on a fresh MLFLEET_HOME, its components pointed at the moto server for SageMaker batches."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MLFLEET_HOME", str(tmp_path_factory.mktemp("drills") / "mlfleet"))
-        env.setenv("MLFLEET_AIRFLOW_PORT", str(free_port()))
-        env.setenv("MLFLEET_LOCAL_WORKERS", "1")
-        env.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_server.connection_uri)
-        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_DEFAULT_REGION": aws_server.region,
-                           "MLFLEET_OBJECT_STORE_URI": f"s3://{aws_server.bucket}/drills",
-                           "MLFLEET_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/mlfleet-sagemaker",
-                           "MLFLEET_TRIAL_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlfleet-trial:test",
-                           "MLFLEET_SAGEMAKER_CHECK_INTERVAL": "1", "MLFLEET_SAGEMAKER_PRINT_LOG": "false"}.items():
-            env.setenv(key, value)
-        settings = get_settings()
-        mlfleet_up()
-        info = airflow_local.up(settings)
-        api = ApiClient(info["url"], api_token(info["url"], info["username"], info["password"]), timeout=60)
-        api.wait_for_dag(DAG_ID, timeout=120)
-        api.unpause(DAG_ID)
-        try:
-            yield settings, api
-        finally:
-            api.close()
-            airflow_local.down(settings)
-
-
-def mlfleet_up() -> str:
-    """`mlfleet up` as a user runs it: starts whatever component is not running."""
-    out = subprocess.run([MLFLEET, "up"], capture_output=True, text=True, env=os.environ, timeout=240)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
+    env = {"MLFLEET_LOCAL_WORKERS": "1", "AIRFLOW_CONN_AWS_DEFAULT": aws_server.connection_uri,
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": aws_server.region,
+           "MLFLEET_OBJECT_STORE_URI": f"s3://{aws_server.bucket}/drills",
+           "MLFLEET_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/mlfleet-sagemaker",
+           "MLFLEET_TRIAL_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlfleet-trial:test",
+           "MLFLEET_SAGEMAKER_CHECK_INTERVAL": "1", "MLFLEET_SAGEMAKER_PRINT_LOG": "false"}
+    with airflow_stack(tmp_path_factory.mktemp("drills") / "mlfleet", [DAG_ID], env) as stack:
+        yield stack
 
 
 def reference(settings: Settings, spec: dict[str, Any]) -> dict[str, float]:

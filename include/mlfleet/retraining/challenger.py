@@ -68,7 +68,9 @@ def decide(context: SweepContext, *, settings: Settings) -> dict[str, Any]:
         raise RuntimeError(f"the {settings.holdout_days}-day holdout has a single class; widen MLFLEET_HOLDOUT_DAYS")
     scorer = get_scorer(spec.metric)
     challenger, X_train = fit_best(context, board["best"])
-    champion = results.load_model(settings, f"models:/{name}@champion")
+    # The version this retrain was prepared against, not whatever holds the alias now: another
+    # retrain finishing meanwhile may have moved it, and the decision names the version it beat.
+    champion = results.load_model(settings, f"models:/{name}/{retraining.champion.version}")
     champion_score = float(scorer(champion, holdout[retraining.champion.features], holdout[spec.target]))
     challenger_score = float(scorer(challenger, holdout[context.features], holdout[spec.target]))
     promoted = challenger_score > champion_score
