@@ -176,9 +176,11 @@ def airflow_env(settings: Settings, dags_folder: Path | None = None) -> dict[str
             # supervisors heartbeat every 5 s, so 60 s is twelve missed beats).
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
             "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
-            # New DAG files show up within seconds instead of 5 minutes; edits within 10 s.
+            # New DAG files show up within seconds instead of 5 minutes; edits within 30 s (Airflow's
+            # default). Re-parsing every 10 s instead doubled what an idle stack burns on 2 cores
+            # (11.0 against 5.5 CPU-s a minute, measured side by side, 2026-12-01).
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(logs_dir(settings)),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_log_server_port"]),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_log_server_port"]),
