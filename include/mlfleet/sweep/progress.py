@@ -143,10 +143,40 @@ def summary(path: Path, rows: list[dict[str, Any]] | None = None, board: dict[st
     )
 
 
+# A finished sweep's head, kept while the files it was read from are unchanged: the experiments
+# list would otherwise parse every leaderboard on each request (a 2,000-trial one is ~1 MB).
+_HEAD_FILES = (CONTEXT_FILE, LEADERBOARD_FILE, DECISION_FILE, AIRFLOW_RUN_FILE)
+_MAX_CACHED = 4096
+_finished_heads: dict[Path, tuple[tuple[Any, ...], SweepSummary]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _head(path: Path) -> SweepSummary:
+    """`summary(path)`, from the cache while the sweep is finished and its head files unchanged."""
+    key = tuple(_stamp(path / name) for name in _HEAD_FILES)
+    if key[1] is None:  # running: its checkpoints move, read it afresh
+        return summary(path)
+    cached = _finished_heads.get(path)
+    if cached and cached[0] == key:
+        return cached[1]
+    head = summary(path)
+    if len(_finished_heads) >= _MAX_CACHED:
+        _finished_heads.clear()
+    _finished_heads[path] = (key, head)
+    return head
+
+
 def list_sweeps(root: Path) -> list[SweepSummary]:
     """Every sweep under the experiments root, newest first."""
     paths = [p.parent for p in Path(root).glob(f"*/*/{CONTEXT_FILE}")]
-    return sorted((summary(p) for p in paths), key=lambda s: (s.started, s.run_id), reverse=True)
+    return sorted((_head(p) for p in paths), key=lambda s: (s.started, s.run_id), reverse=True)
 
 
 def _planned(path: Path) -> list[dict[str, Any]]:

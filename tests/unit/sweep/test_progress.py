@@ -1,7 +1,8 @@
-"""Which sweep an Airflow run belongs to, for every run id shape mlfleet makes."""
+"""The read side of a sweep: which sweep an Airflow run belongs to, and the experiments list."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,34 @@ def test_run_path_refuses_what_is_not_a_sweep_inside_the_root(tmp_path: Path) ->
     for experiment, run in [("exp", "missing"), ("..", "exp"), ("exp/../..", "x"), ("exp", ".."), ("", "x")]:
         with pytest.raises(NotFound):
             run_path(tmp_path, experiment, run)
+
+
+def _finished(root: Path, run_id: str, best: float) -> Path:
+    path = _sweep(root, "iris", run_id)
+    board = {"trials": [{"trial_id": "t1", "status": "success", "mean_score": best}],
+             "best": {"trial_id": "t1", "mean_score": best}}
+    (path / "leaderboard.json").write_text(json.dumps(board))
+    return path
+
+
+def test_the_experiments_list_reads_a_finished_sweep_again_only_once_its_files_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlfleet.sweep import progress
+
+    done = _finished(tmp_path, "20261201T120000-aaaa", best=0.8)
+    running = _sweep(tmp_path, "iris", "20261201T130000-bbbb")
+    assert {s.run_id: s.state for s in progress.list_sweeps(tmp_path)} == {done.name: "finished", running.name: "running"}
+
+    read: list[str] = []
+    real = progress.summary
+    monkeypatch.setattr(progress, "summary", lambda path, *a, **k: read.append(path.name) or real(path, *a, **k))
+    progress.list_sweeps(tmp_path)
+    assert read == [running.name]  # the finished one came from the cache, the running one was read
+
+    board = json.loads((done / "leaderboard.json").read_text())
+    board["best"]["mean_score"] = 0.9
+    (done / "leaderboard.json").write_text(json.dumps(board) + " ")  # rewritten: a new size and mtime
+    heads = {s.run_id: s for s in progress.list_sweeps(tmp_path)}
+    assert heads[done.name].best["mean_score"] == 0.9
+    (done / "decision.json").write_text(json.dumps({"promoted": True}))
+    assert {s.run_id: s.decision for s in progress.list_sweeps(tmp_path)}[done.name] == {"promoted": True}
