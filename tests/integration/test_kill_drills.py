@@ -1,7 +1,8 @@
 """Kill drills through the real scheduler: `mlfleet up`, a sweep triggered over REST, a real process
-killed with SIGKILL while its batch runs, the stack brought back with `mlfleet up`. The run must still end `success`, with a leaderboard
-identical trial for trial to an undisturbed run. Each trial must appear once in the leaderboard,
-once as an MLflow run and once in the Optuna study (docs/fault-drills.md lists the drills).
+killed with SIGKILL while its batch runs, a killed component brought back with `mlfleet up`. The
+run must still end `success`, with a leaderboard identical trial for trial to an undisturbed run.
+Each trial must appear once in the leaderboard, once as an MLflow run and once in the Optuna study
+(docs/fault-drills.md lists the drills).
 
 The undisturbed run is the same spec through `run_sweep` in this process. Training is seeded, so
 its scores are the ones every run must reproduce. The SageMaker drill runs against the moto server
