@@ -34,10 +34,11 @@ def _heartbeat_after(value: Any, since: datetime) -> bool:
 
 
 def healthy(health: Any, started: dict[str, datetime]) -> bool:
-    """Scheduler, dag processor and triggerer healthy, with a heartbeat from the processes we just started.
+    """Scheduler, dag processor and triggerer healthy, each with a heartbeat from the process we
+    just started.
 
-    The heartbeat check matters after a crash: a killed scheduler's or triggerer's job row still looks alive
-    for `*_health_check_threshold` seconds. ``health`` is the endpoint's JSON body.
+    The heartbeat check matters after a crash: a killed scheduler's or triggerer's job row still
+    looks alive for `*_health_check_threshold` seconds. ``health`` is the endpoint's JSON body.
     """
     if not isinstance(health, dict):
         return False
