@@ -91,7 +91,7 @@ def test_bad_spec_through_the_installed_command(tmp_path: Path) -> None:
                           env={**os.environ, "MLFLEET_HOME": str(home)})
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert proc.stderr == "error: name: 'Churn_Model' must match [a-z0-9-]+ (lower-case letters, digits, dashes)\n"
+    assert proc.stderr == "error: name: 'Churn_Model' must match [a-z0-9-]+ with a letter or digit at both ends (lower-case letters, digits, dashes)\n"
     assert not (home / "experiments").exists()
 
 

@@ -38,7 +38,8 @@ def _from_validation_error(err: ValidationError) -> SpecError:
     if head.startswith("models") or (field and head.startswith(f"{field}.")):
         field, message = message.split(": ", 1)
     if first["type"] == "string_pattern_mismatch" and field == "name":
-        message = f"{first['input']!r} must match [a-z0-9-]+ (lower-case letters, digits, dashes)"
+        message = (f"{first['input']!r} must match [a-z0-9-]+ with a letter or digit at both ends "
+                   "(lower-case letters, digits, dashes)")
     return SpecError(field, message)
 
 

@@ -12,7 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 MODEL_TYPES = ("xgboost", "lightgbm", "random_forest", "logistic_l1", "mlp")
-NAME_PATTERN = r"^[a-z0-9-]+$"
+# Lower-case letters, digits and dashes, a letter or digit at both ends: the name goes into SageMaker
+# job names and Kubernetes pod names and labels, and neither takes a leading or trailing dash.
+NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$"
 # The most trials one sweep may have: 10x the largest measured (10,000, docs/benchmarks-large.md).
 MAX_TRIALS = 100_000
 

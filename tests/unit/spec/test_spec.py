@@ -262,7 +262,7 @@ def test_unknown_scorer() -> None:
     assert "'rocauc'" in err.message
 
 
-@pytest.mark.parametrize("name", ["Churn_Model", "churn model", "churn.v1", "ÄÖ", ""])
+@pytest.mark.parametrize("name", ["Churn_Model", "churn model", "churn.v1", "ÄÖ", "", "-", "-churn", "churn-"])
 def test_name_pattern(name: str) -> None:
     err = refused(spec_with(name=name))
     assert err.field == "name"
@@ -271,7 +271,7 @@ def test_name_pattern(name: str) -> None:
 
 def test_name_pattern_message_shows_the_value() -> None:
     err = refused(spec_with(name="Churn_Model"))
-    assert str(err) == "name: 'Churn_Model' must match [a-z0-9-]+ (lower-case letters, digits, dashes)"
+    assert str(err) == "name: 'Churn_Model' must match [a-z0-9-]+ with a letter or digit at both ends (lower-case letters, digits, dashes)"
 
 
 def test_name_too_long() -> None:
