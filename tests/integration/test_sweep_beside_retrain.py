@@ -9,7 +9,6 @@ holds out its newest window), so both runs start from the same registered champi
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -64,16 +63,11 @@ def test_a_sweep_beside_a_retrain_of_its_model_keeps_both_apart(stack: Any) -> N
 
     sweep_id = api.trigger("experiment_sweep", {"spec": the_spec})["dag_run_id"]
     retrain_id = api.trigger("retrain", {"model": NAME})["dag_run_id"]
-    deadline = time.monotonic() + 600
-    states = {}
-    while set(states.values()) - {"success", "failed"} or not states:
-        assert time.monotonic() < deadline, states
-        states = {dag: api.dag_run(dag, run)["state"] for dag, run in [("experiment_sweep", sweep_id), ("retrain", retrain_id)]}
-        time.sleep(2)
-    assert states == {"experiment_sweep": "success", "retrain": "success"}, states
-    starts = [api.dag_run(dag, run)["start_date"] for dag, run in [("experiment_sweep", sweep_id), ("retrain", retrain_id)]]
-    ends = [api.dag_run(dag, run)["end_date"] for dag, run in [("experiment_sweep", sweep_id), ("retrain", retrain_id)]]
-    assert max(starts) < min(ends), "the two runs did not overlap"
+    runs = {"experiment_sweep": sweep_id, "retrain": retrain_id}
+    assert {dag: api.wait_for_run(dag, run, timeout=600) for dag, run in runs.items()} == {
+        "experiment_sweep": "success", "retrain": "success"}
+    finished = [api.dag_run(dag, run) for dag, run in runs.items()]
+    assert max(r["start_date"] for r in finished) < min(r["end_date"] for r in finished), "the two runs did not overlap"
 
     sweep_run, retrain_run = run_id_from_airflow(sweep_id), run_id_from_airflow(retrain_id)
     root = settings.experiments_dir / NAME

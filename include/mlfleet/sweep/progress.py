@@ -7,6 +7,7 @@ URL goes through `run_path`, which refuses anything that could leave the experim
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -147,8 +148,6 @@ def summary(path: Path, rows: list[dict[str, Any]] | None = None, board: dict[st
 # list would otherwise parse every leaderboard on each request: 100 finished sweeps of 2,000
 # trials (0.4 MB leaderboards) listed in 1.53 s uncached, 4 ms cached (2 cores, 2026-12-01).
 _HEAD_FILES = (CONTEXT_FILE, LEADERBOARD_FILE, DECISION_FILE, AIRFLOW_RUN_FILE)
-_MAX_CACHED = 4096
-_finished_heads: dict[Path, tuple[tuple[Any, ...], SweepSummary]] = {}
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -159,19 +158,17 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
+@functools.lru_cache(maxsize=4096)
+def _finished_head(path: Path, stamps: tuple[Any, ...]) -> SweepSummary:
+    """`summary(path)`, once per state of its head files (`stamps` is the cache key)."""
+    return summary(path)
+
+
 def _head(path: Path) -> SweepSummary:
-    """`summary(path)`, from the cache while the sweep is finished and its head files unchanged."""
-    key = tuple(_stamp(path / name) for name in _HEAD_FILES)
-    if key[1] is None:  # running: its checkpoints move, read it afresh
+    stamps = tuple(_stamp(path / name) for name in _HEAD_FILES)
+    if stamps[1] is None:  # running (no leaderboard yet): its checkpoints move, read it afresh
         return summary(path)
-    cached = _finished_heads.get(path)
-    if cached and cached[0] == key:
-        return cached[1]
-    head = summary(path)
-    if len(_finished_heads) >= _MAX_CACHED:
-        _finished_heads.clear()
-    _finished_heads[path] = (key, head)
-    return head
+    return _finished_head(path, stamps)
 
 
 def list_sweeps(root: Path) -> list[SweepSummary]:
