@@ -15,6 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 Backend = Literal["local", "sagemaker", "kubernetes"]
 EtlBackend = Literal["spark_local", "emr_serverless"]
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+SweepState = Literal["home", "object_store"]
 
 
 class InstanceType(BaseModel):
@@ -92,6 +93,14 @@ class Settings(BaseSettings):
     retrain_batch_size: int = 4
     # Remote backends (SageMaker, Kubernetes, EMR Serverless) stage data and read results here.
     object_store_uri: str | None = Field(default=None, description="s3://bucket/prefix")
+    # Where a sweep's state (context, rounds, batch inputs and results, leaderboard) lives: under
+    # MLFLEET_HOME (one machine, or workers sharing a volume), or under MLFLEET_OBJECT_STORE_URI,
+    # so that workers share no disk (CeleryExecutor, KubernetesExecutor). See docs/deploy.md.
+    sweep_state: SweepState = "home"
+    # Where new MLflow experiments keep their artifacts (models, plots). Unset: under home with a
+    # local tracking store, under the object store with sweep_state=object_store, else the
+    # tracking server's default.
+    mlflow_artifact_uri: str | None = None
     aws_conn_id: str = "aws_default"
     aws_region: str | None = None
     trial_image: str = Field(default="mlfleet-trial:latest", description="the Dockerfile's `trial` target, pushed")
@@ -199,6 +208,17 @@ class Settings(BaseSettings):
     def experiments_dir(self) -> Path:
         return self.home_dir / "experiments"
 
+    def require_object_store(self, setting: str) -> str:
+        """MLFLEET_OBJECT_STORE_URI, or an error that names the setting that needs it."""
+        if not self.object_store_uri:
+            raise ValueError(f"{setting}: needs an object store; set MLFLEET_OBJECT_STORE_URI=s3://bucket/prefix")
+        return self.object_store_uri
+
+    @property
+    def store_conn_id(self) -> str | None:
+        """The Airflow connection sweep state is read and written with (None: a local folder)."""
+        return self.aws_conn_id if self.sweep_state == "object_store" else None
+
     @property
     def drift_dir(self) -> Path:
         return self.home_dir / "drift"
@@ -228,6 +248,21 @@ class Settings(BaseSettings):
     @property
     def artifact_root(self) -> Path:
         return self.home_dir / "mlartifacts"
+
+    @property
+    def local_tracking(self) -> bool:
+        """True when MLflow's store is a file on this machine (SQLite or a folder)."""
+        uri = self.tracking_uri
+        return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Artifact location of a new MLflow experiment (see `mlflow_artifact_uri`)."""
+        if self.mlflow_artifact_uri:
+            return self.mlflow_artifact_uri.rstrip("/")
+        if self.sweep_state == "object_store":
+            return f"{self.require_object_store('sweep_state')}/mlartifacts"
+        return self.artifact_root.as_uri() if self.local_tracking else None
 
     @property
     def workers(self) -> int:

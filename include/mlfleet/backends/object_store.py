@@ -1,4 +1,5 @@
-"""The object store remote backends read and write (S3 through the Amazon provider's S3Hook).
+"""The object store remote backends read and write (S3 through the Amazon provider's S3Hook),
+and where sweep state lives when workers share no disk (Airflow's ObjectStoragePath over s3fs).
 
 Uploads are idempotent: a content-addressed key that already exists is not sent again, and a
 batch's config is rewritten with the same bytes on a retry.
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlfleet.config import Settings
-from mlfleet.storage import split_s3_uri
+from mlfleet.storage import Location, as_path, is_object_path, is_remote, split_s3_uri
 
 
 def require_root(settings: Settings, who: str, *, field: str = "backend") -> str:
@@ -20,6 +21,16 @@ def require_root(settings: Settings, who: str, *, field: str = "backend") -> str
     if not settings.object_store_uri:
         raise SpecError(field, f"{who} needs an object store: set MLFLEET_OBJECT_STORE_URI=s3://bucket/prefix")
     return settings.object_store_uri
+
+
+def location(where: str | Path | Location, *, conn_id: str | None = None) -> Location:
+    """A path object for `where`: an ObjectStoragePath for s3:// (read and written with the Airflow
+    connection `conn_id`), else a local Path; a path object is returned as it is."""
+    if is_remote(str(where)) and not is_object_path(where):
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(str(where), conn_id=conn_id)
+    return as_path(where)
 
 
 def s3_hook(settings: Settings) -> Any:
@@ -35,6 +46,16 @@ def upload_once(settings: Settings, path: Path, uri: str) -> bool:
     if hook.check_for_key(key, bucket_name=bucket):
         return False
     hook.load_file(str(path), key, bucket_name=bucket, replace=True)
+    return True
+
+
+def put_bytes_once(settings: Settings, data: bytes, uri: str) -> bool:
+    """`put_bytes` to a content-addressed `uri` unless it is there already; True when sent."""
+    hook = s3_hook(settings)
+    bucket, key = split_s3_uri(uri)
+    if hook.check_for_key(key, bucket_name=bucket):
+        return False
+    hook.load_bytes(data, key, bucket_name=bucket, replace=True)
     return True
 
 

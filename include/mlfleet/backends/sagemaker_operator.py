@@ -46,10 +46,12 @@ class TrainingJobTrigger(SageMakerTrigger):
 class BatchTrainingJobOperator(SageMakerTrainingOperator):
     """Run one trial batch as a SageMaker training job; return the batch summary (small XCom)."""
 
-    def __init__(self, *, results_dir: str | None, batch_id: str | None, **kwargs: Any) -> None:
+    def __init__(self, *, results_dir: str | None, batch_id: str | None, results_conn_id: str | None = None,
+                 **kwargs: Any) -> None:
         kwargs["check_if_job_exists"] = False  # handled here: re-attach instead of a timestamped twin
         super().__init__(**kwargs)
         self.results_dir = results_dir
+        self.results_conn_id = results_conn_id
         self.batch_id = batch_id
         self.job_name: str | None = None
 
@@ -116,7 +118,8 @@ class BatchTrainingJobOperator(SageMakerTrainingOperator):
         rows = self.read_results(description["ModelArtifacts"]["S3ModelArtifacts"])
         billable = billable_seconds(description)
         if self.results_dir and self.batch_id:
-            batch_results.store_rows(self.results_dir, self.batch_id, rows, job_name=name, billable_seconds=billable)
+            batch_results.store_rows(self.results_dir, self.batch_id, rows, conn_id=self.results_conn_id,
+                                     job_name=name, billable_seconds=billable)
         return batch_results.summary(self.batch_id or name, rows, job_name=name, billable_seconds=billable)
 
     def read_results(self, artifact_uri: str) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mlfleet.storage import write_json_atomic, write_text_atomic
+from mlfleet.storage import as_path, write_json_atomic, write_text_atomic
 
 JSON_NAME = "leaderboard.json"
 CSV_NAME = "leaderboard.csv"
@@ -82,14 +82,15 @@ def to_csv(leaderboard: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def write_leaderboard(directory: Path, leaderboard: dict[str, Any]) -> dict[str, Path]:
-    """Write leaderboard.json and leaderboard.csv into `directory`; returns {"json": path, "csv": path}."""
-    directory = Path(directory)
+def write_leaderboard(directory: Any, leaderboard: dict[str, Any]) -> dict[str, Any]:
+    """Write leaderboard.json and leaderboard.csv into `directory` (local, or a path in the object
+    store); returns {"json": path, "csv": path}."""
+    directory = as_path(directory)
     json_path = directory / JSON_NAME
     write_json_atomic(json_path, leaderboard)
     csv_path = write_text_atomic(directory / CSV_NAME, to_csv(leaderboard))
     return {"json": json_path, "csv": csv_path}
 
 
-def read_leaderboard(directory: Path) -> dict[str, Any]:
-    return json.loads((Path(directory) / JSON_NAME).read_text())
+def read_leaderboard(directory: Any) -> dict[str, Any]:
+    return json.loads((as_path(directory) / JSON_NAME).read_text())

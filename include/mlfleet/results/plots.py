@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlfleet.storage import write_text_atomic
+from mlfleet.storage import as_path, write_text_atomic
 
 MAX_DIMENSIONS = 60  # plotly's parcoords limit
 _MISSING = object()
@@ -78,9 +78,9 @@ def _empty_page(leaderboard: dict[str, Any]) -> str:
             f"<h1>{title}</h1><p>No successful trials: nothing to plot.</p><ul>{failed}</ul></body></html>")
 
 
-def parallel_coordinates_html(leaderboard: dict[str, Any], path: Path) -> Path:
+def parallel_coordinates_html(leaderboard: dict[str, Any], path: Any) -> Any:
     """Write a self-contained (offline) HTML plot of the successful trials; a notice page when none."""
-    path = Path(path)
+    path = as_path(path)
     if not any(t.get("status") == "success" for t in leaderboard.get("trials", [])):
         return write_text_atomic(path, _empty_page(leaderboard))
     import plotly.graph_objects as go

@@ -68,15 +68,14 @@ def _client(settings: Any) -> Any:
 
 
 def experiment_id(settings: Any, name: str) -> str:
-    """Get or create the experiment; a local store keeps its artifacts under `settings.artifact_root`."""
+    """Get or create the experiment, its artifacts at `settings.artifact_location`."""
     from mlflow.exceptions import MlflowException
 
     client = _client(settings)
     found = client.get_experiment_by_name(name)
     if found is None:
-        local = settings.tracking_uri.startswith(("sqlite:", "file:")) or "://" not in settings.tracking_uri
-        location = settings.artifact_root.as_uri() if local else None
-        if local:
+        location = settings.artifact_location
+        if location == settings.artifact_root.as_uri():
             settings.artifact_root.mkdir(parents=True, exist_ok=True)
         try:
             return client.create_experiment(name, artifact_location=location)

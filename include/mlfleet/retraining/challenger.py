@@ -14,7 +14,7 @@ from typing import Any
 from mlfleet.config import Settings
 from mlfleet.retraining.search_space import bayes_spec
 from mlfleet.spec import SpecError
-from mlfleet.storage import write_json_atomic
+from mlfleet.storage import read_parquet, write_json_atomic
 from mlfleet.sweep import SweepContext, finalize, fit_best, prepare as prepare_sweep, register_fitted
 from mlfleet.sweep.context import Champion, Retraining
 
@@ -50,7 +50,6 @@ def prepare(conf: dict[str, Any], *, settings: Settings, run_id: str) -> SweepCo
 
 def decide(context: SweepContext, *, settings: Settings) -> dict[str, Any]:
     """Finish the sweep, fit the challenger, score both on the holdout, and move the alias if it wins."""
-    import pandas as pd
     from sklearn.metrics import get_scorer
 
     from mlfleet import results
@@ -63,7 +62,7 @@ def decide(context: SweepContext, *, settings: Settings) -> dict[str, Any]:
     board = finalize(context, settings=settings, register=False)
     if not board["best"]:
         raise RuntimeError(f"every retraining trial failed; see {board['results_uri']}/leaderboard.json")
-    holdout = pd.read_parquet(context.holdout_path)
+    holdout = read_parquet(context.stored(context.holdout_path))
     if spec.task == "classification" and holdout[spec.target].nunique() < 2:
         raise RuntimeError(f"the {settings.holdout_days}-day holdout has a single class; widen MLFLEET_HOLDOUT_DAYS")
     scorer = get_scorer(spec.metric)

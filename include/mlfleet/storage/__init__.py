@@ -1,4 +1,5 @@
-"""How mlfleet writes, names and addresses bytes: atomic writes, content hashes, object-store URIs.
+"""How mlfleet writes, names and addresses bytes: atomic writes, content hashes, object-store URIs,
+and the path objects (local or object store) that sweep state is read and written through.
 
 Standard library only (pandas only inside the functions that take a frame), so the training
 entrypoint in the trial image and every layer above it share one implementation of each.
@@ -12,10 +13,18 @@ from mlfleet.storage.atomic import (
     write_with,
 )
 from mlfleet.storage.hashing import bytes_sha256, file_sha256, short_digest
+from mlfleet.storage.locations import Location, as_path, display, is_object_path, parquet_bytes, read_parquet, uri_of
 from mlfleet.storage.uris import is_remote, split_s3_uri
 
 __all__ = [
+    "Location",
+    "as_path",
     "bytes_sha256",
+    "display",
+    "is_object_path",
+    "parquet_bytes",
+    "read_parquet",
+    "uri_of",
     "file_sha256",
     "is_remote",
     "short_digest",

@@ -1,7 +1,9 @@
 """The sweep context: what `prepare` decided, typed, written once beside the results.
 
-Tasks hand each other only a `SweepRef` (three strings, a small XCom) and load the context from
+Tasks hand each other only a `SweepRef` (a few strings, a small XCom) and load the context from
 the results directory, so the spec, the feature list and the paths never travel through XCom.
+The results directory is a local folder or an object-store prefix (`store_conn_id` says which
+Airflow connection reads it): every path below goes through `mlfleet.backends.object_store.location`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from mlfleet.backends.object_store import location
 from mlfleet.spec import ExperimentSpec, parse_spec
-from mlfleet.storage import write_json_atomic
+from mlfleet.storage import Location, write_json_atomic
 
 CONTEXT_FILE = "context.json"
 DATA_FILE = "train.parquet"
 HOLDOUT_FILE = "holdout.parquet"
+
+
+def experiments_root(settings: Any) -> Location:
+    """Where sweeps keep their state: `<home>/experiments`, or `<object store>/experiments` with
+    sweep_state=object_store (read and written with the Airflow connection aws_conn_id)."""
+    if settings.sweep_state == "home":
+        return settings.experiments_dir
+    return location(f"{settings.require_object_store('sweep_state')}/experiments", conn_id=settings.aws_conn_id)
 
 
 class SweepRef(BaseModel):
@@ -27,6 +38,11 @@ class SweepRef(BaseModel):
     experiment: str
     run_id: str
     results_dir: str
+    store_conn_id: str | None = None
+
+    @property
+    def results_path(self) -> Location:
+        return location(self.results_dir, conn_id=self.store_conn_id)
 
 
 class Champion(BaseModel):
@@ -66,6 +82,8 @@ class SweepContext(BaseModel):
     data_uri: str | None = None
     results_store_uri: str | None = None
     retraining: Retraining | None = None
+    # The Airflow connection of an object-store results_dir (sweep_state=object_store); None: local.
+    store_conn_id: str | None = None
 
     @cached_property
     def experiment_spec(self) -> ExperimentSpec:
@@ -81,8 +99,12 @@ class SweepContext(BaseModel):
         return self.data_sha256[:16]
 
     @property
-    def results_path(self) -> Path:
-        return Path(self.results_dir)
+    def results_path(self) -> Location:
+        return location(self.results_dir, conn_id=self.store_conn_id)
+
+    def stored(self, uri: str) -> Location:
+        """A path of this sweep's store (its data, its holdout) as a path object."""
+        return location(uri, conn_id=self.store_conn_id)
 
     @property
     def timeout_minutes(self) -> float:
@@ -90,19 +112,20 @@ class SweepContext(BaseModel):
 
     def ref(self) -> dict[str, str]:
         """The XCom that names this sweep."""
-        return SweepRef(experiment=self.experiment, run_id=self.run_id, results_dir=self.results_dir).model_dump()
+        return SweepRef(experiment=self.experiment, run_id=self.run_id, results_dir=self.results_dir,
+                        store_conn_id=self.store_conn_id).model_dump(exclude_none=True)
 
     def save(self) -> SweepContext:
         write_json_atomic(self.results_path / CONTEXT_FILE, self.model_dump(mode="json"))
         return self
 
     @classmethod
-    def load(cls, ref: SweepRef | dict[str, Any] | str | Path) -> SweepContext:
-        """From a `SweepRef` (or its dict), or a results directory."""
-        if isinstance(ref, (str, Path)):
-            directory = Path(ref)
+    def load(cls, ref: SweepRef | dict[str, Any] | str | Path | Location) -> SweepContext:
+        """From a `SweepRef` (or its dict), or a results directory (a local path or a path object)."""
+        if isinstance(ref, (SweepRef, dict)):
+            directory = (ref if isinstance(ref, SweepRef) else SweepRef.model_validate(ref)).results_path
         else:
-            directory = Path((ref if isinstance(ref, SweepRef) else SweepRef.model_validate(ref)).results_dir)
+            directory = location(ref)
         path = directory / CONTEXT_FILE
         if not path.is_file():
             raise FileNotFoundError(f"no sweep context at {path}; did the sweep's prepare task run?")

@@ -35,6 +35,7 @@ def sagemaker_job(context: SweepContext, batch: dict[str, Any], *, settings: Set
     return {
         "config": sagemaker.training_job_request(context=context, batch=batch, job=job, settings=settings),
         "results_dir": context.results_dir,
+        "results_conn_id": context.store_conn_id,
         "batch_id": batch["batch_id"],
         "aws_conn_id": settings.aws_conn_id,
         "region_name": settings.aws_region,
@@ -63,4 +64,5 @@ def kubernetes_pod(context: SweepContext, batch: dict[str, Any], *, settings: Se
     if send:
         _upload_config(settings, context, batch, job)
     arguments = kubernetes.pod_arguments(context=context, batch=batch, job=job, settings=settings)
-    return {**arguments, "results_dir": context.results_dir, "batch_id": batch["batch_id"]}
+    return {**arguments, "results_dir": context.results_dir, "results_conn_id": context.store_conn_id,
+            "batch_id": batch["batch_id"]}

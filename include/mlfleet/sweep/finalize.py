@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from mlfleet.config import Settings
-from mlfleet.storage import write_json_atomic
+from mlfleet.storage import read_parquet, uri_of, write_json_atomic
 from mlfleet.sweep.batches import collect_rows
 from mlfleet.sweep.context import SweepContext
 from mlfleet.sweep.propose import open_study, proposed_trials, record, record_history
@@ -26,7 +26,7 @@ def finalize(context: SweepContext, *, settings: Settings, register: bool = True
     results_dir = context.results_path
     board = results.build_leaderboard(
         experiment=context.experiment, run_id=context.run_id, metric=spec.metric,
-        results_uri=results_dir.as_uri(), rows=rows,
+        results_uri=uri_of(results_dir), rows=rows,
     )
     results.write_leaderboard(results_dir, board)
     results.parallel_coordinates_html(board, results_dir / "parallel_coordinates.html")
@@ -51,12 +51,10 @@ def summary(board: dict[str, Any]) -> dict[str, Any]:
 
 def fit_best(context: SweepContext, best: dict[str, Any], *, data_path: str | None = None) -> tuple[Any, Any]:
     """Refit the best trial's estimator on the whole staged training set."""
-    import pandas as pd
-
     from mlfleet.training.zoo import build_estimator
 
     spec = context.experiment_spec
-    frame = pd.read_parquet(data_path or context.data_path)
+    frame = read_parquet(context.stored(data_path or context.data_path))
     X, y = frame[context.features], frame[spec.target]
     n_classes = int(y.nunique()) if spec.task == "classification" else 0
     model = build_estimator(best["model"], best["params"], task=spec.task, seed=spec.cv.seed, n_classes=n_classes)

@@ -11,9 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from mlfleet.config import Settings
-from mlfleet.spec import ExperimentSpec, load_spec, parse_spec
-from mlfleet.storage import file_sha256, write_json_atomic, write_parquet_atomic
-from mlfleet.sweep.context import DATA_FILE, HOLDOUT_FILE, SweepContext
+from mlfleet.spec import ExperimentSpec, SpecError, load_spec, parse_spec
+from mlfleet.storage import (
+    Location,
+    bytes_sha256,
+    display,
+    is_object_path,
+    parquet_bytes,
+    write_bytes_atomic,
+    write_json_atomic,
+)
+from mlfleet.backends.object_store import location
+from mlfleet.sweep.context import DATA_FILE, HOLDOUT_FILE, SweepContext, experiments_root
 from mlfleet.sweep.ids import new_run_id
 from mlfleet.sweep.rounds import rounds_needed
 from mlfleet.trials import expand
@@ -29,6 +38,7 @@ def validate(spec_source: Any, *, settings: Settings, backend: str | None = None
 
     spec = parse_spec(spec_source) if isinstance(spec_source, ExperimentSpec) else load_spec(spec_source)
     check_static(spec)
+    check_sweep_state(settings)
     if spec.dataset.path:
         from mlfleet.sweep.datasets import check_data_path
 
@@ -37,10 +47,29 @@ def validate(spec_source: Any, *, settings: Settings, backend: str | None = None
     return spec
 
 
-def claim_run_id(root: Path, *, salt: str) -> str:
+def check_sweep_state(settings: Settings) -> None:
+    """With sweep state in the object store, every worker must also reach Optuna's and MLflow's
+    stores: a journal or SQLite file under one worker's home would split a sweep's study."""
+    if settings.sweep_state != "object_store":
+        return
+    field = "MLFLEET_SWEEP_STATE"
+    if not settings.object_store_uri:
+        raise SpecError(field, "object_store needs MLFLEET_OBJECT_STORE_URI=s3://bucket/prefix")
+    if not settings.optuna_storage_url or settings.optuna_storage_url.startswith("sqlite:"):
+        raise SpecError(field, "object_store needs MLFLEET_OPTUNA_STORAGE_URL, a database every worker reaches "
+                               "(e.g. postgresql+psycopg2://user@host/db)")
+    if settings.local_tracking:
+        raise SpecError(field, "object_store needs MLFLEET_MLFLOW_TRACKING_URI, a tracking server or database "
+                               "every worker reaches")
+
+
+def claim_run_id(root: Location, *, salt: str) -> str:
     """A new run id whose results directory this call created: two sweeps of one spec started in the
     same second (two `mlfleet sweep`s) cannot share one. An Airflow run's id is deterministic
-    instead, so that a retried prepare finds its own directory."""
+    instead, so that a retried prepare finds its own directory. An object store has no folders to
+    create exclusively: there the id's digest (16 bits, salted with the pid and a random token) keeps two starts apart."""
+    if is_object_path(root):
+        return new_run_id(salt=f"{salt}.{os.getpid()}.{secrets.token_hex(4)}")
     root.mkdir(parents=True, exist_ok=True)
     while True:
         run_id = new_run_id(salt=f"{salt}.{os.getpid()}.{secrets.token_hex(4)}")
@@ -59,7 +88,7 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def prepare(spec_source: Any, *, settings: Settings, run_id: str | None = None, holdout_days: int = 0, backend: str | None = None, results_root: Path | None = None,
+def prepare(spec_source: Any, *, settings: Settings, run_id: str | None = None, holdout_days: int = 0, backend: str | None = None, results_root: Path | str | None = None,
             send: bool = True) -> SweepContext:
     """Validate the spec against its data, then stage the training set; returns the saved context.
 
@@ -83,39 +112,42 @@ def prepare(spec_source: Any, *, settings: Settings, run_id: str | None = None, 
         cutoff = frame["event_timestamp"].max() - pd.Timedelta(days=holdout_days)
         holdout, frame = frame[frame["event_timestamp"] > cutoff], frame[frame["event_timestamp"] <= cutoff]
         check_target(spec, frame)
-    root = (results_root or settings.experiments_dir) / spec.name  # every check passed: now write
+    root = location(results_root, conn_id=settings.aws_conn_id) if results_root is not None else experiments_root(settings)
+    root = root / spec.name  # every check passed: now write
     run_id = run_id or claim_run_id(root, salt=spec.name)
     results_dir = root / run_id
     data_dir = results_dir / "data"
-    data_path = write_parquet_atomic(frame, data_dir / DATA_FILE)
+    data = parquet_bytes(frame)  # hashed and written once, wherever the sweep's state lives
+    data_path = write_bytes_atomic(data_dir / DATA_FILE, data)
     if holdout is not None:
-        write_parquet_atomic(holdout, data_dir / HOLDOUT_FILE)
+        write_bytes_atomic(data_dir / HOLDOUT_FILE, parquet_bytes(holdout))
     remote: dict[str, str] = {}
-    data_sha256 = file_sha256(data_path)
+    data_sha256 = bytes_sha256(data)
     if backend != "local":
         from mlfleet.backends import naming
 
-        root = str(settings.object_store_uri)
-        remote = {"data_uri": naming.dataset_uri(root, data_sha256, DATA_FILE),
-                  "results_store_uri": naming.run_uri(root, spec.name, run_id)}
+        store = str(settings.object_store_uri)
+        remote = {"data_uri": naming.dataset_uri(store, data_sha256, DATA_FILE),
+                  "results_store_uri": naming.run_uri(store, spec.name, run_id)}
         if send:
             from mlfleet.backends import object_store
 
-            object_store.upload_once(settings, data_path, remote["data_uri"])
+            object_store.put_bytes_once(settings, data, remote["data_uri"])
     context = SweepContext(
         experiment=spec.name,
         run_id=run_id,
-        results_dir=str(results_dir),
+        results_dir=display(results_dir),
         spec=spec.model_dump(mode="json", exclude_none=True),
         backend=backend,
         features=features,
         n_rows=int(len(frame)),
-        data_path=str(data_path),
+        data_path=display(data_path),
         data_sha256=data_sha256,
-        holdout_path=str(data_dir / HOLDOUT_FILE) if holdout is not None else None,
+        holdout_path=display(data_dir / HOLDOUT_FILE) if holdout is not None else None,
         study=f"{spec.name}.{run_id}",
         rounds=rounds_needed(spec),
         n_trials=spec.search.n_trials if spec.search.strategy == "bayes" else len(expand(spec)),
+        store_conn_id=settings.store_conn_id if is_object_path(results_dir) else None,
         **remote,
     )
     write_json_atomic(results_dir / "spec.json", context.spec)

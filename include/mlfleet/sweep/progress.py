@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlfleet.storage import write_json_atomic
+from mlfleet.storage import as_path, write_json_atomic
 from mlfleet.sweep.context import CONTEXT_FILE
 from mlfleet.sweep.rounds import continuation_run_id
 
@@ -48,9 +48,9 @@ def run_path(root: Path, experiment: str, run_id: str) -> Path:
     return resolved
 
 
-def record_airflow_run(results_path: Path, *, dag_id: str, run_id: str) -> None:
+def record_airflow_run(results_path: Any, *, dag_id: str, run_id: str) -> None:
     """Note the Airflow run that started this sweep (round 0), for links back from the results."""
-    path = Path(results_path) / AIRFLOW_RUN_FILE
+    path = as_path(results_path) / AIRFLOW_RUN_FILE
     if not path.exists():
         write_json_atomic(path, {"dag_id": dag_id, "run_id": run_id})
 

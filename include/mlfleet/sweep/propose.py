@@ -15,12 +15,11 @@ import logging
 import math
 import os
 import sqlite3
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlfleet.config import Settings
 from mlfleet.spec import ExperimentSpec
-from mlfleet.storage import write_json_atomic
+from mlfleet.storage import Location, write_json_atomic
 from mlfleet.sweep.batches import collect_rows
 from mlfleet.sweep.context import SweepContext
 from mlfleet.sweep.rounds import batch_size
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def round_file(context: SweepContext, round_index: int) -> Path:
+def round_file(context: SweepContext, round_index: int) -> Location:
     return context.results_path / "rounds" / f"{round_index:03d}.json"
 
 
@@ -136,7 +135,7 @@ def _apportion(sizes: list[int], limit: int) -> list[int]:
 def proposed_trials(context: SweepContext) -> list[Trial]:
     """Every trial any round proposed, from the round files."""
     trials = []
-    for path in sorted((context.results_path / "rounds").glob("*.json")):
+    for path in sorted((context.results_path / "rounds").glob("*.json"), key=str):
         for batch in json.loads(path.read_text()):
             trials += [Trial.from_dict(t) for t in batch["trials"]]
     return trials

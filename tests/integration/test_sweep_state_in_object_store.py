@@ -1,0 +1,147 @@
+"""Sweep state in the object store: workers that share no disk still run one sweep.
+
+A bayes sweep of two rounds runs through the real scheduler (`mlfleet up`, triggered over REST)
+with MLFLEET_SWEEP_STATE=object_store on the moto server, Optuna and MLflow on PostgreSQL and
+MLflow's artifacts in the same bucket. Every task process gets its own new, empty MLFLEET_HOME
+before it runs (an Airflow listener plugin, installed for this test through a Python entry point),
+as tasks on separate machines would: the sweep can only succeed if everything one task hands the
+next goes through the object store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services import airflow_stack
+
+pytestmark = pytest.mark.slow
+NAME = "state-in-store"
+SPEC = {"name": NAME, "task": "classification", "target": "target", "metric": "roc_auc",
+        "dataset": {"builtin": "breast_cancer"}, "cv": {"folds": 2, "seed": 3},
+        "search": {"strategy": "bayes", "n_trials": 4, "batch_size": 2},
+        "models": [{"type": "logistic_l1", "params": {"C": {"float": [0.01, 10.0], "log": True}}}]}
+
+# An Airflow plugin whose listener gives each task process a fresh MLFLEET_HOME before it runs,
+# and notes which task got which folder.
+LISTENER = '''
+import json, os, tempfile
+from airflow.listeners import hookimpl
+from airflow.plugins_manager import AirflowPlugin
+
+
+class FreshHome:
+    @hookimpl
+    def on_task_instance_running(self, previous_state, task_instance):
+        homes = os.environ["FRESH_HOMES_DIR"]
+        home = tempfile.mkdtemp(prefix="task-", dir=homes)
+        os.environ["MLFLEET_HOME"] = home
+        with open(os.path.join(homes, "tasks.jsonl"), "a") as log:
+            log.write(json.dumps({"run_id": task_instance.run_id, "task_id": task_instance.task_id,
+                                  "map_index": task_instance.map_index, "pid": os.getpid(), "home": home}) + "\\n")
+
+
+class FreshHomePlugin(AirflowPlugin):
+    name = "fresh_home"
+    listeners = [FreshHome()]
+'''
+
+
+def install_listener(directory: Path) -> Path:
+    """The plugin as an importable module with an `airflow.plugins` entry point (a dist-info)."""
+    directory.mkdir()
+    (directory / "fresh_home_plugin.py").write_text(LISTENER)
+    info = directory / "fresh_home_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fresh-home-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[airflow.plugins]\nfresh_home = fresh_home_plugin:FreshHomePlugin\n")
+    return directory
+
+
+def create_database(postgres_url: str, name: str) -> str:
+    """A second database on the test server: MLflow and Optuna both keep an `alembic_version` table."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    conn = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname="postgres")
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+    finally:
+        conn.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, aws_server: Any, postgres_url: str) -> Any:
+    work = tmp_path_factory.mktemp("state-in-store")
+    homes = work / "task-homes"
+    homes.mkdir()
+    plugin_path = install_listener(work / "plugin")
+    env = {
+        "MLFLEET_LOCAL_WORKERS": "1",
+        "MLFLEET_SWEEP_STATE": "object_store",
+        "MLFLEET_OBJECT_STORE_URI": f"s3://{aws_server.bucket}/state",
+        "MLFLEET_OPTUNA_STORAGE_URL": postgres_url,
+        "MLFLEET_MLFLOW_TRACKING_URI": create_database(postgres_url, "mlflow_state"),
+        "AIRFLOW_CONN_AWS_DEFAULT": aws_server.connection_uri,
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": aws_server.region,
+        "MLFLOW_S3_ENDPOINT_URL": aws_server.endpoint,  # MLflow's own S3 client (artifacts)
+        "FRESH_HOMES_DIR": str(homes),
+        "PYTHONPATH": os.pathsep.join([str(plugin_path), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
+    with airflow_stack(work / "mlfleet", ["experiment_sweep"], env) as (settings, api):
+        yield settings, api, homes, aws_server
+
+
+def test_a_sweep_whose_tasks_share_no_disk_keeps_its_state_in_the_object_store(stack: Any) -> None:
+    from mlflow import MlflowClient
+
+    from mlfleet.sweep import run_id_from_airflow
+    from mlfleet.sweep.rounds import continuation_run_id
+    from mlfleet.tuning import load_study
+
+    settings, api, homes, aws = stack
+    dag_run_id = api.trigger("experiment_sweep", {"spec": SPEC})["dag_run_id"]
+    run_id = run_id_from_airflow(dag_run_id)
+    last_round = continuation_run_id(NAME, run_id, 1)
+    assert api.wait_for_run("experiment_sweep", dag_run_id, timeout=300) == "success"
+    assert api.wait_for_run("experiment_sweep", last_round, timeout=300) == "success", "the second round failed"
+
+    tasks = [json.loads(line) for line in (homes / "tasks.jsonl").read_text().splitlines()]
+    ran = sorted((t["run_id"], t["task_id"]) for t in tasks)
+    assert ran == sorted([(dag_run_id, "prepare"), (dag_run_id, "run_batch"), (dag_run_id, "end_round"),
+                          (last_round, "prepare"), (last_round, "run_batch"), (last_round, "end_round")])
+    assert len({t["home"] for t in tasks}) == len({t["pid"] for t in tasks}) == len(tasks), "two tasks shared a home"
+    left_on_disk = sorted(p.name for t in tasks for p in Path(t["home"]).rglob("*") if p.is_file())
+    assert not {"context.json", "leaderboard.json", "results.json", "train.parquet", "000.json"} & set(left_on_disk)
+    assert not settings.experiments_dir.exists(), "sweep state was written under the stack's own MLFLEET_HOME"
+
+    prefix = f"state/experiments/{NAME}/{run_id}/"
+    listed = aws.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix=prefix).get("Contents", [])
+    keys = {item["Key"].removeprefix(prefix) for item in listed}
+    batches = {k.split("/")[1] for k in keys if k.startswith("batches/")}
+    assert {"context.json", "spec.json", "airflow_run.json", "data/train.parquet", "rounds/000.json", "rounds/001.json",
+            "leaderboard.json", "leaderboard.csv", "parallel_coordinates.html", "model/registered.json"} <= keys
+    assert len(batches) == 2 and all(f"batches/{b}/model/results.json" in keys for b in batches)
+
+    body = aws.client("s3").get_object(Bucket=aws.bucket, Key=prefix + "leaderboard.json")["Body"].read()
+    board = json.loads(body)
+    assert board["results_uri"] == f"s3://{aws.bucket}/{prefix.rstrip('/')}"
+    assert len(board["trials"]) == 4 and all(t["status"] == "success" for t in board["trials"])
+    study = load_study(storage=settings.optuna_storage_url, name=f"{NAME}.{run_id}")
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 4
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    version = client.get_model_version(NAME, board["registered_model"]["version"])
+    assert version.tags["mlfleet.sweep_run_id"] == run_id
+    artifacts = aws.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix="state/mlartifacts/").get("Contents", [])
+    assert any(item["Key"].endswith("MLmodel") for item in artifacts), "the registered model's files are not in the store"
+
