@@ -94,11 +94,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory, aws_server: Any, postgres_ur
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": aws_server.region,
         "MLFLOW_S3_ENDPOINT_URL": aws_server.endpoint,  # MLflow's own S3 client (artifacts)
+        "MLFLEET_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/mlfleet-sagemaker",
+        "MLFLEET_TRIAL_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlfleet-trial:test",
+        "MLFLEET_SAGEMAKER_CHECK_INTERVAL": "1", "MLFLEET_SAGEMAKER_PRINT_LOG": "false",
         "FRESH_HOMES_DIR": str(homes),
         "PYTHONPATH": os.pathsep.join([str(plugin_path), *filter(None, [os.environ.get("PYTHONPATH")])]),
     }
     with airflow_stack(work / "mlfleet", ["experiment_sweep"], env) as (settings, api):
         yield settings, api, homes, aws_server
+
+
+def stored_keys(aws: Any, prefix: str) -> set[str]:
+    listed = aws.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix=prefix).get("Contents", [])
+    return {item["Key"].removeprefix(prefix) for item in listed}
 
 
 def test_a_sweep_whose_tasks_share_no_disk_keeps_its_state_in_the_object_store(stack: Any) -> None:
@@ -125,8 +133,7 @@ def test_a_sweep_whose_tasks_share_no_disk_keeps_its_state_in_the_object_store(s
     assert not settings.experiments_dir.exists(), "sweep state was written under the stack's own MLFLEET_HOME"
 
     prefix = f"state/experiments/{NAME}/{run_id}/"
-    listed = aws.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix=prefix).get("Contents", [])
-    keys = {item["Key"].removeprefix(prefix) for item in listed}
+    keys = stored_keys(aws, prefix)
     batches = {k.split("/")[1] for k in keys if k.startswith("batches/")}
     assert {"context.json", "spec.json", "airflow_run.json", "data/train.parquet", "rounds/000.json", "rounds/001.json",
             "leaderboard.json", "leaderboard.csv", "parallel_coordinates.html", "model/registered.json"} <= keys
@@ -145,3 +152,33 @@ def test_a_sweep_whose_tasks_share_no_disk_keeps_its_state_in_the_object_store(s
     artifacts = aws.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix="state/mlartifacts/").get("Contents", [])
     assert any(item["Key"].endswith("MLmodel") for item in artifacts), "the registered model's files are not in the store"
 
+    # The results UI in Airflow's api-server reads the same state from the object store.
+    listing = api.page("/mlfleet/experiments")
+    assert listing.status_code == 200 and f"/experiments/{NAME}/{run_id}" in listing.text
+    page = api.page(f"/mlfleet/experiments/{NAME}/{run_id}")
+    assert page.status_code == 200 and board["best"]["trial_id"] in page.text
+    assert api.page(f"/mlfleet/experiments/{NAME}/{run_id}/leaderboard.json").json() == board
+    tab = api.page(f"/mlfleet/runs/experiment_sweep/{last_round}", follow_redirects=False)
+    assert tab.headers["location"].endswith(f"/experiments/{NAME}/{run_id}")
+
+
+
+def test_sagemaker_batches_write_their_rows_into_the_object_store_state(stack: Any) -> None:
+    """A deferred SageMaker batch resumes in a new task process with a new empty home, and still
+    brings its job's rows into the sweep's state in the object store."""
+    from mlfleet.sweep import run_id_from_airflow
+
+    settings, api, homes, aws = stack
+    spec = {"name": "state-sagemaker", "task": "classification", "target": "target", "metric": "accuracy",
+            "dataset": {"builtin": "iris"}, "cv": {"folds": 2, "seed": 0}, "backend": "sagemaker",
+            "models": [{"type": "logistic_l1", "params": {"C": [0.5, 2.0]}}],
+            "resources": {"cpu": 2, "memory_gb": 4}, "budget": {"max_parallel": 1, "timeout_minutes": 10}}
+    dag_run_id = api.trigger("experiment_sweep", {"spec": spec})["dag_run_id"]
+    assert api.wait_for_run("experiment_sweep", dag_run_id, timeout=300) == "success"
+    prefix = f"state/experiments/state-sagemaker/{run_id_from_airflow(dag_run_id)}/"
+    results = [k for k in stored_keys(aws, prefix) if k.endswith("/model/results.json")]
+    assert len(results) == 1
+    body = aws.client("s3").get_object(Bucket=aws.bucket, Key=prefix + results[0])["Body"].read()
+    rows = json.loads(body)
+    assert len(rows) == 2 and all(r["status"] == "success" and r["job_name"] for r in rows)
+    assert "leaderboard.json" in stored_keys(aws, prefix)

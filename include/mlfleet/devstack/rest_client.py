@@ -59,6 +59,10 @@ class ApiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def page(self, path: str, **kwargs: Any) -> httpx.Response:
+        """GET a path outside the REST API (the results app under /mlfleet), with the same token."""
+        return self._http.get(path, **kwargs)
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = self._http.request(method, f"/api/v2{path}", **kwargs)
         if resp.is_error:

@@ -2,7 +2,8 @@
 
 Read-only. A finished sweep answers from its leaderboard; a running one from its round files and
 the trials' checkpoints, so the figures move while the batches run. Every name that comes from a
-URL goes through `run_path`, which refuses anything that could leave the experiments root.
+URL goes through `run_path`, which refuses anything that could leave the experiments root. The
+root is a local folder or, with sweep_state=object_store, a path in the object store.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlfleet.storage import as_path, write_json_atomic
+from mlfleet.storage import as_path, is_object_path, write_json_atomic
 from mlfleet.sweep.context import CONTEXT_FILE
 from mlfleet.sweep.rounds import continuation_run_id
 
@@ -39,13 +40,29 @@ def safe_name(value: str, what: str) -> str:
     return value
 
 
-def run_path(root: Path, experiment: str, run_id: str) -> Path:
-    """The results directory of one sweep, which must exist and lie inside `root`."""
-    path = Path(root) / safe_name(experiment, "experiment") / safe_name(run_id, "run")
-    resolved, base = path.resolve(), Path(root).resolve()
-    if base not in resolved.parents or not (resolved / CONTEXT_FILE).is_file():
+def run_path(root: Any, experiment: str, run_id: str) -> Any:
+    """The results directory of one sweep, which must exist and lie inside `root`.
+
+    An object-store key has no symlinks to resolve: there the names' pattern (no `/`, no `..`)
+    is what keeps the path inside the root.
+    """
+    root = as_path(root)
+    path = root / safe_name(experiment, "experiment") / safe_name(run_id, "run")
+    if is_object_path(root):
+        _forget_listings(root)
+        resolved, inside = path, True
+    else:
+        resolved = path.resolve()
+        inside = root.resolve() in resolved.parents
+    if not inside or not (resolved / CONTEXT_FILE).is_file():
         raise NotFound(f"no sweep {experiment}/{run_id}")
     return resolved
+
+
+def _forget_listings(root: Any) -> None:
+    """s3fs caches what it listed; a long-lived reader (the results UI) must see new sweeps and trials."""
+    if is_object_path(root):
+        root.fs.invalidate_cache()
 
 
 def record_airflow_run(results_path: Any, *, dag_id: str, run_id: str) -> None:
@@ -71,7 +88,7 @@ def airflow_runs(path: Path) -> list[str]:
     return [first, *later] if first else []
 
 
-def find_airflow_run(root: Path, dag_id: str, airflow_run_id: str) -> Path | None:
+def find_airflow_run(root: Any, dag_id: str, airflow_run_id: str) -> Any:
     """The sweep an Airflow run belongs to: its own (round 0), or the one a continuation run continues."""
     match = _CONTINUATION.fullmatch(airflow_run_id)
     if match:
@@ -82,10 +99,12 @@ def find_airflow_run(root: Path, dag_id: str, airflow_run_id: str) -> Path | Non
     from mlfleet.sweep.ids import run_id_from_airflow
 
     run = run_id_from_airflow(airflow_run_id)
-    for candidate in sorted(Path(root).glob(f"*/{run}/{AIRFLOW_RUN_FILE}")):
+    root = as_path(root)
+    _forget_listings(root)
+    for candidate in sorted(root.glob(f"*/{run}/{AIRFLOW_RUN_FILE}"), key=str):
         recorded = _read_json(candidate) or {}
         if recorded.get("dag_id") == dag_id and recorded.get("run_id") == airflow_run_id:
-            return candidate.parent.resolve()
+            return candidate.parent if is_object_path(candidate) else candidate.parent.resolve()
     return None
 
 
@@ -150,12 +169,12 @@ def summary(path: Path, rows: list[dict[str, Any]] | None = None, board: dict[st
 _HEAD_FILES = (CONTEXT_FILE, LEADERBOARD_FILE, DECISION_FILE, AIRFLOW_RUN_FILE)
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def _stamp(path: Any) -> tuple[float, int] | None:
     try:
         stat = path.stat()
     except OSError:
         return None
-    return stat.st_mtime_ns, stat.st_size
+    return getattr(stat, "st_mtime_ns", None) or stat.st_mtime, stat.st_size
 
 
 @functools.lru_cache(maxsize=4096)
@@ -171,16 +190,18 @@ def _head(path: Path) -> SweepSummary:
     return _finished_head(path, stamps)
 
 
-def list_sweeps(root: Path) -> list[SweepSummary]:
-    """Every sweep under the experiments root, newest first."""
-    paths = [p.parent for p in Path(root).glob(f"*/*/{CONTEXT_FILE}")]
+def list_sweeps(root: Any) -> list[SweepSummary]:
+    """Every sweep under the experiments root (a local folder or an object-store path), newest first."""
+    root = as_path(root)
+    _forget_listings(root)
+    paths = [p.parent for p in root.glob(f"*/*/{CONTEXT_FILE}")]
     return sorted((_head(p) for p in paths), key=lambda s: (s.started, s.run_id), reverse=True)
 
 
 def _planned(path: Path) -> list[dict[str, Any]]:
     """Every proposed trial with where it runs: round, batch, map index (the run_batch task instance)."""
     planned = []
-    for round_file in sorted((path / "rounds").glob("*.json")):
+    for round_file in sorted((path / "rounds").glob("*.json"), key=str):
         for map_index, batch in enumerate(_read_json(round_file) or []):
             for trial in batch.get("trials", []):
                 planned.append({**trial, "round": int(round_file.stem), "batch_id": batch.get("batch_id"),

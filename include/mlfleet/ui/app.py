@@ -98,7 +98,9 @@ def create_app(access: Access) -> FastAPI:
         """The DAG-run tab: this Airflow run's sweep (a continuation run shows the sweep it continues)."""
         from mlfleet.sweep.progress import find_airflow_run
 
-        path = find_airflow_run(access.settings().experiments_dir, dag_id, run_id) if dag_id in dags else None
+        from mlfleet.sweep.context import experiments_root
+
+        path = find_airflow_run(experiments_root(access.settings()), dag_id, run_id) if dag_id in dags else None
         if path is None:
             return page(request, "no_results.html", dag_id=dag_id, run_id=run_id)
         root = request.scope.get("root_path", "")

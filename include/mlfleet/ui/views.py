@@ -16,6 +16,7 @@ from typing import Any
 from mlfleet.config import Settings
 from mlfleet.results import figures
 from mlfleet.sweep import progress
+from mlfleet.sweep.context import experiments_root
 from mlfleet.sweep.progress import NotFound, safe_name
 
 FAILED, SUCCESS, PENDING = "failed", "success", "pending"
@@ -23,7 +24,7 @@ FAILED, SUCCESS, PENDING = "failed", "success", "pending"
 
 def experiments(settings: Settings, readable: set[str]) -> list[dict[str, Any]]:
     """Every sweep and retrain the user may read (by its DAG), newest first, with its champion."""
-    sweeps = [s for s in progress.list_sweeps(settings.experiments_dir) if s.dag_id in readable]
+    sweeps = [s for s in progress.list_sweeps(experiments_root(settings)) if s.dag_id in readable]
     champions = _champions(settings, {s.experiment for s in sweeps})
     return [{**asdict(s), "champion_version": champions.get(s.experiment)} for s in sweeps]
 
@@ -46,7 +47,7 @@ def _has_registry(settings: Settings) -> bool:
 
 def sweep_path(settings: Settings, experiment: str, run_id: str, readable: set[str]) -> Path:
     """The sweep's directory, if the user may read its DAG (NotFound otherwise: no existence leak)."""
-    path = progress.run_path(settings.experiments_dir, experiment, run_id)
+    path = progress.run_path(experiments_root(settings), experiment, run_id)
     if progress.dag_of(path) not in readable:
         raise NotFound(f"no sweep {experiment}/{run_id}")
     return path
