@@ -182,3 +182,20 @@ def test_sagemaker_batches_write_their_rows_into_the_object_store_state(stack: A
     rows = json.loads(body)
     assert len(rows) == 2 and all(r["status"] == "success" and r["job_name"] for r in rows)
     assert "leaderboard.json" in stored_keys(aws, prefix)
+
+
+def test_mlfleet_sweep_in_one_process_uses_the_same_object_store_state(stack: Any) -> None:
+    """`mlfleet sweep` (run_sweep) with the same settings: its results go to the store too."""
+    from mlfleet.config import get_settings
+    from mlfleet.sweep import run_sweep
+
+    _, _, _, aws = stack
+    spec = {"name": "state-cli", "task": "classification", "target": "target", "metric": "accuracy",
+            "dataset": {"builtin": "iris"}, "cv": {"folds": 2, "seed": 0},
+            "models": [{"type": "logistic_l1", "params": {"C": [0.5, 2.0]}}]}
+    board = run_sweep(spec, settings=get_settings())
+    prefix = f"state/experiments/state-cli/{board['run_id']}/"
+    assert board["results_uri"] == f"s3://{aws.bucket}/{prefix.rstrip('/')}"
+    stored = json.loads(aws.client("s3").get_object(Bucket=aws.bucket, Key=prefix + "leaderboard.json")["Body"].read())
+    assert stored == board and len(stored["trials"]) == 2
+    assert not (get_settings().experiments_dir / "state-cli").exists()
