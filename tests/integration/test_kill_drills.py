@@ -104,7 +104,7 @@ def _counted_once(settings: Settings, experiment: str, sweep_run: str, undisturb
     board = read_leaderboard(settings.experiments_dir / experiment / sweep_run)
     assert {t["trial_id"]: t["mean_score"] for t in board["trials"]} == undisturbed
     assert len({t["trial_id"] for t in board["trials"]}) == len(board["trials"]) == len(undisturbed)
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     found = client.get_experiment_by_name(experiment)
     runs = client.search_runs([found.experiment_id], max_results=1000,
                               filter_string=f"tags.`mlfleet.sweep_run_id` = '{sweep_run}' and tags.`mlfleet.role` = 'trial'")

@@ -84,7 +84,7 @@ def test_a_sweep_beside_a_retrain_of_its_model_keeps_both_apart(stack: Any) -> N
     told = [t for t in retrain_study.trials if t.state == TrialState.COMPLETE]
     assert len(retrain_study.trials) == len(told) == decision["warm_started_trials"] + 4
 
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     versions = {str(v.version): v.tags["mlfleet.sweep_run_id"] for v in client.search_model_versions(f"name = '{NAME}'")}
     assert versions == {"1": first["run_id"], sweep_board["registered_model"]["version"]: sweep_run,
                         decision["challenger_version"]: retrain_run}  # three versions, one per run

@@ -146,7 +146,7 @@ def test_a_sweep_whose_tasks_share_no_disk_keeps_its_state_in_the_object_store(s
     study = load_study(storage=settings.optuna_storage_url, name=f"{NAME}.{run_id}")
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 4
 
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     version = client.get_model_version(NAME, board["registered_model"]["version"])
     assert version.tags["mlfleet.sweep_run_id"] == run_id
     artifacts = aws.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix="state/mlartifacts/").get("Contents", [])
@@ -199,3 +199,36 @@ def test_mlfleet_sweep_in_one_process_uses_the_same_object_store_state(stack: An
     stored = json.loads(aws.client("s3").get_object(Bucket=aws.bucket, Key=prefix + "leaderboard.json")["Body"].read())
     assert stored == board and len(stored["trials"]) == 2
     assert not (get_settings().experiments_dir / "state-cli").exists()
+
+
+def test_drift_reports_and_decisions_in_the_object_store_show_in_the_results_ui(stack: Any) -> None:
+    """drift_monitor's reports and retrain's decisions live beside the sweeps; the pages read them there."""
+    import numpy as np
+    import pandas as pd
+
+    from mlfleet.backends.object_store import state_root
+    from mlfleet.drift.statistics import drift_report, write_drift_report
+    from mlfleet.storage import write_json_atomic
+    from mlfleet.sweep import run_id_from_airflow
+
+    settings, api, _, aws = stack
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"spend": rng.normal(0, 1, 300)})
+    current = pd.DataFrame({"spend": rng.normal(1.5, 1, 300)})
+    report = drift_report(reference=reference, current=current, features=["spend"], psi_threshold=0.2,
+                          ks_pvalue=0.01, ks_statistic=0.1)
+    report.update(model=NAME, champion_version="1", window_days=7, checked_at="2026-12-01T00:00:00+00:00")
+    write_drift_report(report, state_root(settings, "drift") / NAME / "20261201T000000-k3y.json")
+    decision = {"model": NAME, "challenger_version": "9", "champion_version": "1", "promoted": False,
+                "challenger_score": 0.5, "champion_score": 0.9, "holdout_rows": 30}
+    retrain_run = run_id_from_airflow(f"retrain__{NAME}__v1__k3y")  # the retrain this report triggered
+    write_json_atomic(state_root(settings, "decisions") / NAME / f"{retrain_run}.json", decision)
+    assert stored_keys(aws, "state/drift/") == {f"{NAME}/20261201T000000-k3y.json"}
+    assert stored_keys(aws, "state/decisions/") == {f"{NAME}/{retrain_run}.json"}
+
+    listing = api.page("/mlfleet/drift")
+    assert listing.status_code == 200 and listing.text.count('class="drift-row"') == 1
+    page = api.page(f"/mlfleet/drift/{NAME}/20261201T000000-k3y")
+    assert page.status_code == 200 and f"retrain__{NAME}__v1__k3y" in page.text
+    assert "decision: <strong>kept the champion</strong>" in page.text, "the decision was not read from the store"
+    assert not (settings.home_dir / "drift").exists() and not (settings.home_dir / "decisions").exists()

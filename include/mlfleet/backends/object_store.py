@@ -33,6 +33,14 @@ def location(where: str | Path | Location, *, conn_id: str | None = None) -> Loc
     return as_path(where)
 
 
+def state_root(settings: Settings, folder: str) -> Location:
+    """Where a kind of state lives (`experiments`, `drift`, `decisions`): `<home>/<folder>`, or
+    `<object store>/<folder>` with sweep_state=object_store, so that workers share no disk."""
+    if settings.sweep_state == "home":
+        return settings.home_dir / folder
+    return location(f"{settings.require_object_store('sweep_state')}/{folder}", conn_id=settings.aws_conn_id)
+
+
 def s3_hook(settings: Settings) -> Any:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 

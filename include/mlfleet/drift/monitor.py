@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from mlfleet.backends.object_store import state_root
 from mlfleet.config import Settings
-from mlfleet.storage import short_digest
+from mlfleet.storage import display, short_digest
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ def check_model(settings: Settings, name: str, *, run: MonitorRun | None = None)
                   checked_at=stamp.isoformat())
     # Names sort by time either way (the demo and the tests read the newest report by name).
     file_name = f"{stamp:%Y%m%dT%H%M%S}" if run is None else f"{run.started:%Y%m%dT%H%M%S}-{run.key}"
-    path = settings.drift_dir / name / f"{file_name}.json"
+    path = state_root(settings, "drift") / name / f"{file_name}.json"
     statistics.write_drift_report(report, path)
-    report["report_path"] = str(path)
+    report["report_path"] = display(path)
     return report
 
 

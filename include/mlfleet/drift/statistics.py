@@ -135,8 +135,8 @@ def drift_report(
     }
 
 
-def write_drift_report(report: dict[str, Any], path: Path) -> Path:
-    """Write the report as JSON by rename, so the branching task never reads half a file."""
-    from mlfleet.storage import write_json_atomic
+def write_drift_report(report: dict[str, Any], path: Any) -> Any:
+    """Write the report as JSON atomically (a rename, or one PUT), so the branching task never reads half a file."""
+    from mlfleet.storage import as_path, write_json_atomic
 
-    return write_json_atomic(Path(path), report)
+    return write_json_atomic(as_path(path), report)

@@ -11,6 +11,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from mlfleet.backends.object_store import state_root
 from mlfleet.config import Settings
 from mlfleet.retraining.search_space import bayes_spec
 from mlfleet.spec import SpecError
@@ -90,6 +91,6 @@ def decide(context: SweepContext, *, settings: Settings) -> dict[str, Any]:
         "warm_started_trials": retraining.warm_started_trials,
         "best_trial": board["best"], "decided_at": datetime.now(timezone.utc).isoformat(),
     }
-    write_json_atomic(settings.decisions_dir / name / f"{context.run_id}.json", decision)
+    write_json_atomic(state_root(settings, "decisions") / name / f"{context.run_id}.json", decision)
     write_json_atomic(context.results_path / "decision.json", decision)
     return decision

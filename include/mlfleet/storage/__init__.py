@@ -13,7 +13,16 @@ from mlfleet.storage.atomic import (
     write_with,
 )
 from mlfleet.storage.hashing import bytes_sha256, file_sha256, short_digest
-from mlfleet.storage.locations import Location, as_path, display, is_object_path, parquet_bytes, read_parquet, uri_of
+from mlfleet.storage.locations import (
+    Location,
+    as_path,
+    display,
+    forget_listings,
+    is_object_path,
+    parquet_bytes,
+    read_parquet,
+    uri_of,
+)
 from mlfleet.storage.uris import is_remote, split_s3_uri
 
 __all__ = [
@@ -21,14 +30,15 @@ __all__ = [
     "as_path",
     "bytes_sha256",
     "display",
+    "file_sha256",
+    "forget_listings",
     "is_object_path",
+    "is_remote",
     "parquet_bytes",
     "read_parquet",
-    "uri_of",
-    "file_sha256",
-    "is_remote",
     "short_digest",
     "split_s3_uri",
+    "uri_of",
     "write_bytes_atomic",
     "write_json_atomic",
     "write_parquet_atomic",

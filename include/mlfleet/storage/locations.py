@@ -34,6 +34,12 @@ def is_object_path(path: Any) -> bool:
     return not isinstance(path, Path) and hasattr(path, "protocol") and hasattr(path, "fs")
 
 
+def forget_listings(path: Any) -> None:
+    """s3fs caches what it listed; a long-lived reader (the results UI) must see new files. No-op locally."""
+    if is_object_path(path):
+        path.fs.invalidate_cache()
+
+
 def uri_of(path: Location) -> str:
     """What to show and record for a path: `s3://bucket/key` (no connection id in it), or a file URI."""
     if is_object_path(path):

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from mlfleet.backends.object_store import location
+from mlfleet.backends.object_store import location, state_root
 from mlfleet.spec import ExperimentSpec, parse_spec
 from mlfleet.storage import Location, write_json_atomic
 
@@ -26,9 +26,7 @@ HOLDOUT_FILE = "holdout.parquet"
 def experiments_root(settings: Any) -> Location:
     """Where sweeps keep their state: `<home>/experiments`, or `<object store>/experiments` with
     sweep_state=object_store (read and written with the Airflow connection aws_conn_id)."""
-    if settings.sweep_state == "home":
-        return settings.experiments_dir
-    return location(f"{settings.require_object_store('sweep_state')}/experiments", conn_id=settings.aws_conn_id)
+    return state_root(settings, "experiments")
 
 
 class SweepRef(BaseModel):

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mlfleet.storage import as_path, is_object_path, write_json_atomic
+from mlfleet.storage import as_path, forget_listings, is_object_path, write_json_atomic
 from mlfleet.sweep.context import CONTEXT_FILE
 from mlfleet.sweep.rounds import continuation_run_id
 
@@ -49,7 +49,7 @@ def run_path(root: Any, experiment: str, run_id: str) -> Any:
     root = as_path(root)
     path = root / safe_name(experiment, "experiment") / safe_name(run_id, "run")
     if is_object_path(root):
-        _forget_listings(root)
+        forget_listings(root)
         resolved, inside = path, True
     else:
         resolved = path.resolve()
@@ -57,12 +57,6 @@ def run_path(root: Any, experiment: str, run_id: str) -> Any:
     if not inside or not (resolved / CONTEXT_FILE).is_file():
         raise NotFound(f"no sweep {experiment}/{run_id}")
     return resolved
-
-
-def _forget_listings(root: Any) -> None:
-    """s3fs caches what it listed; a long-lived reader (the results UI) must see new sweeps and trials."""
-    if is_object_path(root):
-        root.fs.invalidate_cache()
 
 
 def record_airflow_run(results_path: Any, *, dag_id: str, run_id: str) -> None:
@@ -100,7 +94,7 @@ def find_airflow_run(root: Any, dag_id: str, airflow_run_id: str) -> Any:
 
     run = run_id_from_airflow(airflow_run_id)
     root = as_path(root)
-    _forget_listings(root)
+    forget_listings(root)
     for candidate in sorted(root.glob(f"*/{run}/{AIRFLOW_RUN_FILE}"), key=str):
         recorded = _read_json(candidate) or {}
         if recorded.get("dag_id") == dag_id and recorded.get("run_id") == airflow_run_id:
@@ -193,7 +187,7 @@ def _head(path: Path) -> SweepSummary:
 def list_sweeps(root: Any) -> list[SweepSummary]:
     """Every sweep under the experiments root (a local folder or an object-store path), newest first."""
     root = as_path(root)
-    _forget_listings(root)
+    forget_listings(root)
     paths = [p.parent for p in root.glob(f"*/*/{CONTEXT_FILE}")]
     return sorted((_head(p) for p in paths), key=lambda s: (s.started, s.run_id), reverse=True)
 

@@ -1,7 +1,8 @@
 """What each results page shows, as plain dicts: the app renders them, the tests read them.
 
 Reads through the same modules the CLI and the DAGs write with (`mlfleet.sweep.progress`, the
-drift and decision files, `mlfleet.results`), from the deployment's MLFLEET_HOME. MLflow, Optuna
+drift and decision files, `mlfleet.results`), from the deployment's MLFLEET_HOME, or its object store
+with MLFLEET_SWEEP_STATE=object_store. MLflow, Optuna
 and numpy are imported inside the functions that need them, never when the app is built.
 """
 
@@ -15,6 +16,8 @@ from typing import Any
 
 from mlfleet.config import Settings
 from mlfleet.results import figures
+from mlfleet.backends.object_store import state_root
+from mlfleet.storage import forget_listings
 from mlfleet.sweep import progress
 from mlfleet.sweep.context import experiments_root
 from mlfleet.sweep.progress import NotFound, safe_name
@@ -159,7 +162,9 @@ def _pad(scores: list[Any] | None, seconds: list[Any] | None) -> list[tuple[Any,
 def drift_reports(settings: Settings) -> list[dict[str, Any]]:
     """Every drift report, newest first: model, when, verdict, the features that drifted."""
     found = []
-    for path in Path(settings.drift_dir).glob("*/*.json"):
+    root = state_root(settings, "drift")
+    forget_listings(root)
+    for path in root.glob("*/*.json"):
         report = _read(path)
         if report is None:
             continue
@@ -171,7 +176,7 @@ def drift_reports(settings: Settings) -> list[dict[str, Any]]:
 
 def drift_report(settings: Settings, model: str, report: str) -> dict[str, Any]:
     """One report with a histogram per feature, and the retrain it triggered with its decision."""
-    path = Path(settings.drift_dir) / safe_name(model, "model") / f"{safe_name(report, 'report')}.json"
+    path = state_root(settings, "drift") / safe_name(model, "model") / f"{safe_name(report, 'report')}.json"
     data = _read(path)
     if data is None:
         raise NotFound(f"no drift report {model}/{report}")
@@ -190,7 +195,7 @@ def _triggered_retrain(settings: Settings, model: str, report: str, data: dict[s
 
     key = report.split("-", 1)[1]
     airflow_run_id = f"retrain__{model}__v{data.get('champion_version')}__{key}"
-    decision = _read(Path(settings.decisions_dir) / model / f"{run_id_from_airflow(airflow_run_id)}.json")
+    decision = _read(state_root(settings, "decisions") / model / f"{run_id_from_airflow(airflow_run_id)}.json")
     return {"dag_id": "retrain", "airflow_run_id": airflow_run_id, "decision": decision,
             "run_id": run_id_from_airflow(airflow_run_id)}
 
@@ -221,7 +226,9 @@ def model_history(settings: Settings, name: str) -> dict[str, Any]:
     if not versions:
         raise NotFound(f"no registered model {name!r}")
     decisions = {}
-    for path in Path(settings.decisions_dir).glob(f"{name}/*.json"):
+    root = state_root(settings, "decisions")
+    forget_listings(root)
+    for path in root.glob(f"{name}/*.json"):
         decision = _read(path)
         if decision and decision.get("challenger_version"):
             decisions[str(decision["challenger_version"])] = decision

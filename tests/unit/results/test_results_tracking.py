@@ -36,7 +36,7 @@ def data():
 def client(settings):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=settings.tracking_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
 def count_runs(settings, experiment, run_id, role):
