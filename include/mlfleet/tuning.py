@@ -8,9 +8,10 @@ of a spec.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from mlfleet.spec import ExperimentSpec, Range, param_domain
 from mlfleet.trials import Trial, make_trial
@@ -158,23 +159,62 @@ def _fits(dist: Any, value: Any) -> bool:
 
 def tell(study: Any, rows: list[dict[str, Any]], trials: list[Trial]) -> int:
     """Tell Optuna each finished trial's mean score (failed trials as FAIL, pruned ones as PRUNED); idempotent."""
-    optuna = _optuna()
     by_id = {r["trial_id"]: r for r in rows}
+    with _sqlite_writer_lock(study):
+        finished = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+        told = _tell_unfinished(study, by_id, trials, finished)
+    return told
+
+
+def _tell_unfinished(study: Any, by_id: dict[str, dict[str, Any]], trials: list[Trial], finished: set[int]) -> int:
+    optuna = _optuna()
     told = 0
-    finished = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     for trial in trials:
         if trial.optuna_number is None or trial.optuna_number in finished:
             continue
         row = by_id.get(trial.trial_id)
         if row and row["status"] == "success" and row.get("pruned"):
             # Stopped early across folds: its mean covers fewer folds, so it is not a complete value.
-            study.tell(trial.optuna_number, state=optuna.trial.TrialState.PRUNED)
+            told += _tell_once(study, trial.optuna_number, state=optuna.trial.TrialState.PRUNED)
         elif row and row["status"] == "success":
-            study.tell(trial.optuna_number, row["mean_score"])
+            told += _tell_once(study, trial.optuna_number, row["mean_score"])
         else:
-            study.tell(trial.optuna_number, state=optuna.trial.TrialState.FAIL)
-        told += 1
+            told += _tell_once(study, trial.optuna_number, state=optuna.trial.TrialState.FAIL)
     return told
+
+
+@contextlib.contextmanager
+def _sqlite_writer_lock(study: Any) -> Iterator[None]:
+    """SQLite ignores SELECT ... FOR UPDATE, so two processes telling one trial would both succeed
+    (found by the racing-record test): on a SQLite storage, tells take a file lock beside the
+    database. PostgreSQL locks the row, and Optuna's journal file has its own lock."""
+    storage = study._storage  # an RDB storage comes wrapped in Optuna's cache (`_backend`)
+    url = str(getattr(storage, "url", None) or getattr(getattr(storage, "_backend", None), "url", ""))
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    with open(f"{url.removeprefix('sqlite:///')}.tell.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _tell_once(study: Any, number: int, value: float | None = None, state: Any = None) -> int:
+    """Tell one trial; 0 if another teller (a retried `record` racing the attempt it replaces)
+    finished it first. The storage takes one update per trial (PostgreSQL locks the row): the loser
+    gets UpdateFinishedTrialError, or ValueError when it read the trial after the winner's commit."""
+    optuna = _optuna()
+    try:
+        study.tell(number, value, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return 0
+    except ValueError:
+        trial = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+        if not trial.state.is_finished():
+            raise
+        return 0
+    return 1
 
 
 def warm_start(study: Any, *, source: Any, spec: ExperimentSpec) -> int:

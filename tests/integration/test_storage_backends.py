@@ -236,3 +236,22 @@ def test_two_processes_ask_the_same_study_concurrently(storage: str, name: Any, 
     assert optuna.get_all_study_names(tuning.study_storage(storage)).count(name("shared")) == 1  # the creation race made one study
     stored = tuning.load_study(storage=storage, name=name("shared")).get_trials()
     assert len(stored) == 2 * n and all(t.state == State.COMPLETE for t in stored)
+
+
+def test_two_record_tasks_racing_tell_each_trial_once(storage: str, name: Any, workers: ProcessPoolExecutor) -> None:
+    """A retried `record` beside the attempt it replaces (or two rounds' records): both tell the same
+    finished trials at the same moment. Each trial is told once, by one of them, and neither fails."""
+    from services import tell_in_worker
+
+    if "://" in storage:
+        optuna.storages.RDBStorage(storage)  # the tables exist before the race (see above)
+    study = tuning.open_study(storage=storage, name=name("record"), seed=0)
+    trials = tuning.ask(study, spec_of(BAYES_MODELS), 6)
+    rows = success(trials)
+    futures = [workers.submit(tell_in_worker, storage, name("record"), rows, [t.to_dict() for t in trials])
+               for _ in range(2)]
+    outcomes = [f.result(timeout=120) for f in futures]
+    assert len({pid for pid, _ in outcomes}) == 2
+    assert sum(told for _, told in outcomes) == 6  # each trial told by exactly one of the two
+    stored = tuning.load_study(storage=storage, name=name("record")).get_trials()
+    assert [(t.state, t.value) for t in stored] == [(State.COMPLETE, r["mean_score"]) for r in rows]
