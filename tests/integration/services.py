@@ -126,7 +126,6 @@ def postgres_server() -> Iterator[str]:
 
     Yields its SQLAlchemy URL, postgresql+psycopg2://mlfleet@127.0.0.1:<port>/mlfleet_test.
     """
-    import psycopg2
 
     initdb = find_binary("initdb", *_PG_DIRS)
     pg_ctl = find_binary("pg_ctl", *_PG_DIRS)
@@ -146,14 +145,7 @@ def postgres_server() -> Iterator[str]:
         started = True  # from here on, always try to stop it
         _run([*prefix, pg_ctl, "-D", str(data), "-o", options, "-w", "-t", "60", "-l", str(log), "start"],
              "pg_ctl start", log=log, timeout=90)
-        conn = psycopg2.connect(host="127.0.0.1", port=port, user=PG_USER, dbname="postgres")
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE {DATABASE}")
-        finally:
-            conn.close()
-        yield f"postgresql+psycopg2://{PG_USER}@127.0.0.1:{port}/{DATABASE}"
+        yield create_database(f"postgresql+psycopg2://{PG_USER}@127.0.0.1:{port}/postgres", DATABASE)
     finally:
         if started:
             for mode in ("fast", "immediate"):  # never leave a postmaster behind
@@ -162,6 +154,22 @@ def postgres_server() -> Iterator[str]:
                 if stopped.returncode == 0 or not (data / "postmaster.pid").exists():
                     break
         shutil.rmtree(base, ignore_errors=True)
+
+
+def create_database(server_url: str, name: str) -> str:
+    """CREATE DATABASE `name` on the server of `server_url`; returns the new database's URL."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    conn = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname="postgres")
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+    finally:
+        conn.close()
+    return url.set(database=name).render_as_string(hide_password=False)
 
 
 # --- Optuna workers for the concurrency test (spawned processes import this module) --------------

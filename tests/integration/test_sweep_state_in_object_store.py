@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from services import airflow_stack
+from services import airflow_stack, create_database
 
 pytestmark = pytest.mark.slow
 NAME = "state-in-store"
@@ -62,22 +62,6 @@ def install_listener(directory: Path) -> Path:
     return directory
 
 
-def create_database(postgres_url: str, name: str) -> str:
-    """A second database on the test server: MLflow and Optuna both keep an `alembic_version` table."""
-    import psycopg2
-    from sqlalchemy.engine import make_url
-
-    url = make_url(postgres_url)
-    conn = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname="postgres")
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name}")
-    finally:
-        conn.close()
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, aws_server: Any, postgres_url: str) -> Any:
     work = tmp_path_factory.mktemp("state-in-store")
@@ -89,6 +73,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, aws_server: Any, postgres_ur
         "MLFLEET_SWEEP_STATE": "object_store",
         "MLFLEET_OBJECT_STORE_URI": f"s3://{aws_server.bucket}/state",
         "MLFLEET_OPTUNA_STORAGE_URL": postgres_url,
+        # A database of its own: MLflow and Optuna both keep an `alembic_version` table.
         "MLFLEET_MLFLOW_TRACKING_URI": create_database(postgres_url, "mlflow_state"),
         "AIRFLOW_CONN_AWS_DEFAULT": aws_server.connection_uri,
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

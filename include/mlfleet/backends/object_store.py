@@ -48,13 +48,8 @@ def s3_hook(settings: Settings) -> Any:
 
 
 def upload_once(settings: Settings, path: Path, uri: str) -> bool:
-    """Upload `path` to a content-addressed `uri` unless it is there already; True when sent."""
-    hook = s3_hook(settings)
-    bucket, key = split_s3_uri(uri)
-    if hook.check_for_key(key, bucket_name=bucket):
-        return False
-    hook.load_file(str(path), key, bucket_name=bucket, replace=True)
-    return True
+    """Upload the file `path` (small: code, a repo zip) to a content-addressed `uri` unless it is there already."""
+    return put_bytes_once(settings, Path(path).read_bytes(), uri)
 
 
 def put_bytes_once(settings: Settings, data: bytes, uri: str) -> bool:

@@ -8,7 +8,6 @@ entrypoint in the trial image and every layer above it share one implementation 
 from mlfleet.storage.atomic import (
     write_bytes_atomic,
     write_json_atomic,
-    write_parquet_atomic,
     write_text_atomic,
     write_with,
 )
@@ -41,7 +40,6 @@ __all__ = [
     "uri_of",
     "write_bytes_atomic",
     "write_json_atomic",
-    "write_parquet_atomic",
     "write_text_atomic",
     "write_with",
 ]

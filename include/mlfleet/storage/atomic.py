@@ -60,7 +60,3 @@ def write_text_atomic(path: Any, text: str) -> Any:
 def write_json_atomic(path: Any, data: Any) -> Any:
     """JSON with one-space indent; values JSON cannot hold (dates, paths) are written as strings."""
     return write_text_atomic(path, json.dumps(data, indent=1, default=str))
-
-
-def write_parquet_atomic(frame: Any, path: Any) -> Any:
-    return write_with(path, lambda tmp: frame.to_parquet(tmp, index=False))

@@ -13,11 +13,12 @@ from mlfleet.storage import (
     bytes_sha256,
     file_sha256,
     is_remote,
+    parquet_bytes,
+    read_parquet,
     short_digest,
     split_s3_uri,
     write_bytes_atomic,
     write_json_atomic,
-    write_parquet_atomic,
     write_text_atomic,
     write_with,
 )
@@ -60,7 +61,8 @@ def test_bytes_text_and_parquet(tmp_path: Path) -> None:
     assert write_bytes_atomic(tmp_path / "b.bin", b"\x00\x01").read_bytes() == b"\x00\x01"
     assert write_text_atomic(tmp_path / "t.csv", "a\r\nb\n").read_bytes() == b"a\r\nb\n"  # newlines as given
     frame = pd.DataFrame({"x": [1, 2], "y": ["a", "b"]})
-    pd.testing.assert_frame_equal(pd.read_parquet(write_parquet_atomic(frame, tmp_path / "f.parquet")), frame)
+    path = write_bytes_atomic(tmp_path / "f.parquet", parquet_bytes(frame))
+    pd.testing.assert_frame_equal(read_parquet(path), frame)
 
 
 def test_hashes(tmp_path: Path) -> None:
