@@ -134,11 +134,10 @@ def pid_alive(pid: int) -> bool:
     _reap(pid)
     try:
         proc = psutil.Process(pid)
-        return (
-            proc.status() != psutil.STATUS_ZOMBIE
-            and proc.uids().real == os.getuid()
-            and _MARKER in " ".join(proc.cmdline())
-        )
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            _reap(pid)  # it exited after the first look: collect it now, not on the next call
+            return False
+        return proc.uids().real == os.getuid() and _MARKER in " ".join(proc.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
@@ -173,7 +172,10 @@ def group_alive(pgid: int) -> bool:
         return pid_alive(pgid)
     # A zombie leader keeps its pid, and a pid still used as a group id is not reused: members
     # left are ours, e.g. task processes, or api-server workers finishing after their parent.
-    return bool(group_members(pgid))
+    if group_members(pgid):
+        return True
+    _reap(pgid)  # the leader may have exited between the looks above: never leave it a zombie
+    return False
 
 
 def status(settings: Settings) -> dict[str, bool]:
