@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import pytest
 from mlfleet.config import Settings, get_settings
 from mlfleet.devstack import stack as airflow_local
 from mlfleet.devstack.ports import free_port
+from mlfleet.devstack.processes import component_log
 from mlfleet.devstack.rest_client import ApiClient, api_token
 
 pytestmark = pytest.mark.slow
@@ -70,6 +72,12 @@ def test_mlfleet_up_trigger_sweep_over_rest_down(local_settings: Settings) -> No
         assert url in out.stdout and "login: admin /" in out.stdout
         print(f"mlfleet up healthy after {time.monotonic() - t0:.1f} s")
         assert all(airflow_local.status(local_settings).values())
+        # Task processes fork from executor workers that loaded mlfleet's libraries first, and the
+        # execution API's one-time set-up was paid by `up`, not by the first task.
+        scheduler_log = component_log(local_settings, "scheduler").read_text()
+        assert re.search(r"mlfleet executor: preloaded \d+ module", scheduler_log), scheduler_log[-3000:]
+        assert "could not preload" not in scheduler_log
+        assert "path=/execution/health " in component_log(local_settings, "api-server").read_text()
         # A second `up` finds everything running and starts nothing.
         again = airflow_local.up(local_settings)
         assert again["started"] == []

@@ -147,7 +147,9 @@ def airflow_env(settings: Settings, dags_folder: Path | None = None) -> dict[str
             "AIRFLOW_HOME": str(home),
             "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # LocalExecutor with pandas, scikit-learn, Optuna and MLflow imported before it forks its
+            # workers, so task processes start with them (mlfleet.airflow.executor says why).
+            "AIRFLOW__CORE__EXECUTOR": "mlfleet.airflow.executor.PreloadingLocalExecutor",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),

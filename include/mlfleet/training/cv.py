@@ -83,6 +83,26 @@ def longest_first(trials: list[dict[str, Any]], *, folds: int) -> list[dict[str,
     return [trials[i] for _, i in sorted(keyed, key=lambda pair: (-pair[0], pair[1]))]
 
 
+# What a new process pool costs before its first fit: its workers start Python and import
+# scikit-learn (cold pool 6.74 s against 3.44 s warm for the same 40 fits on 2 cores, and 2.5 s
+# against 0.33 s for 8 short fits: docs/benchmarks.md section 3, 2026-12-02).
+POOL_START_SECONDS = 2.5
+
+
+def pool_size(trials: list[dict[str, Any]], *, workers: int, pairs: int) -> int:
+    """How many worker processes to fit these trials with; 1 means in this process, no pool.
+
+    A pool of W workers finishes T core-seconds of fits in about T/W + POOL_START_SECONDS, so it
+    only pays when T > POOL_START_SECONDS * W / (W - 1): a bayes round of a few short trials runs
+    faster in this process. Without a prediction for every trial the pool is used.
+    """
+    n_jobs = max(1, min(workers, pairs))
+    predicted = [_predicted(t) for t in trials]
+    if n_jobs == 1 or any(p is None for p in predicted):
+        return n_jobs
+    return 1 if sum(predicted) <= POOL_START_SECONDS * n_jobs / (n_jobs - 1) else n_jobs
+
+
 def _predicted(trial: dict[str, Any]) -> float | None:
     value = trial.get("predicted_seconds")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -124,7 +144,7 @@ def cross_validate_trials(
         if on_trial_done:
             on_trial_done(results[key])
 
-    n_jobs = max(1, min(workers, len(unique) * len(splits)))
+    n_jobs = pool_size(unique, workers=workers, pairs=len(unique) * len(splits))
     with Parallel(n_jobs=n_jobs, return_as="generator_unordered") as parallel:
 
         def run(pairs: list[tuple[dict[str, Any], int]]) -> Iterator[str]:

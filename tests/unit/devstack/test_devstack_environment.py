@@ -20,7 +20,7 @@ def test_airflow_env_points_every_process_at_one_sqlite_deployment(settings: Set
     home = settings.airflow_home
     assert env["AIRFLOW_HOME"] == str(home)
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home / 'airflow.db'}"
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "mlfleet.airflow.executor.PreloadingLocalExecutor"
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(PROJECT_ROOT / "dags")
     assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "True"
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"

@@ -229,6 +229,35 @@ def test_trials_run_longest_first_by_predicted_seconds() -> None:
     assert_matches_sklearn(rows, trials, X, y, config)
 
 
+def test_a_batch_predicted_shorter_than_a_pool_start_runs_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y = data("iris")
+    config = CVConfig(task="classification", metric="accuracy", folds=2, seed=0)
+    trials = as_trials("logistic_l1", [{"C": c} for c in (0.1, 1.0, 10.0)])
+    worker_pids: set[int] = set()
+    real_fit = cv._fit_fold
+
+    def fit_noting_the_process(*args: Any) -> Any:
+        import os
+
+        worker_pids.add(os.getpid())
+        return real_fit(*args)
+
+    monkeypatch.setattr(cv, "_fit_fold", fit_noting_the_process)  # seen only when fitted here
+    for trial in trials:
+        trial["predicted_seconds"] = 0.5  # 1.5 core-s in all: below what starting 2 workers costs
+    rows = cross_validate_trials(trials, X, y, config, workers=2)
+    import os
+
+    assert worker_pids == {os.getpid()}
+    assert_matches_sklearn(rows, trials, X, y, config)
+    # Long or unpredicted work gets the pool: W workers pay off past POOL_START * W / (W - 1).
+    assert cv.pool_size(trials, workers=2, pairs=6) == 1
+    long = [{**t, "predicted_seconds": 2 * cv.POOL_START_SECONDS} for t in trials]
+    assert cv.pool_size(long, workers=2, pairs=6) == 2
+    assert cv.pool_size([*trials[:2], {**trials[2], "predicted_seconds": None}], workers=2, pairs=6) == 2
+    assert cv.pool_size(long, workers=8, pairs=2) == 2  # never more workers than (trial, fold) pairs
+
+
 def test_without_predictions_trials_run_in_input_order() -> None:
     X, y = data("iris")
     config = CVConfig(task="classification", metric="accuracy", folds=2, seed=0)
