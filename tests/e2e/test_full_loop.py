@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 START = date(2026, 8, 1)
-DAYS, SHIFT = 84, 49
+DAYS, SHIFT = 56, 35  # 8 weeks of events, the shift after 5: enough for a drift, few daily files
 SPEC = {
     "name": "churn-e2e",
     "task": "classification",

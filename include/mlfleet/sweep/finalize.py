@@ -58,7 +58,27 @@ def fit_best(context: SweepContext, best: dict[str, Any], *, data_path: str | No
     X, y = frame[context.features], frame[spec.target]
     n_classes = int(y.nunique()) if spec.task == "classification" else 0
     model = build_estimator(best["model"], best["params"], task=spec.task, seed=spec.cv.seed, n_classes=n_classes)
-    return model.fit(X, y), X
+    return _fit_on_every_core(model, X, y, user_set="n_jobs" in best["params"]), X
+
+
+def _fit_on_every_core(model: Any, X: Any, y: Any, *, user_set: bool) -> Any:
+    """Fit with `n_jobs` = every core, then give the model back its own `n_jobs`.
+
+    Trials fit on one core each (the batch runs one per core), but this refit runs alone: its
+    cores would idle. The forests, XGBoost and LightGBM give the same model for any `n_jobs` (a
+    test holds it to that), so only the wall time changes. A user's own `n_jobs` is left alone.
+    """
+    import os
+
+    params = model.get_params(deep=False)
+    if user_set or "n_jobs" not in params:
+        return model.fit(X, y)
+    own = params["n_jobs"]
+    model.set_params(n_jobs=os.cpu_count() or 1)
+    try:
+        return model.fit(X, y)
+    finally:
+        model.set_params(n_jobs=own)
 
 
 def register_best(context: SweepContext, board: dict[str, Any], *, settings: Settings) -> dict[str, Any]:
