@@ -85,6 +85,7 @@ def comparable(board: dict) -> list[dict]:
     return [{key: row[key] for key in COMPARED} for row in board["trials"]]
 
 
+@pytest.mark.slow
 def test_same_leaderboard_on_local_sagemaker_and_kubernetes(airflow_db, aws, settings, tmp_path, monkeypatch) -> None:
     local = dag_sweep({**SPEC, "backend": "local"})
     assert local["states"][("run_batch", 0)] == "success"

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import optuna
+import pytest
 
 from mlfleet import tuning
 from mlfleet.sweep import run_sweep
@@ -16,6 +17,7 @@ SPEC = {"name": "iris-forty", "task": "classification", "target": "target", "met
         "models": [{"type": "logistic_l1", "params": {"C": {"float": [0.001, 100.0], "log": True}}}]}
 
 
+@pytest.mark.slow  # ten rounds, each a training process: about a minute
 def test_forty_trials_in_batches_of_four_run_ten_rounds(settings) -> None:
     board = run_sweep(SPEC, settings=settings)
     results = Path(board["results_uri"].removeprefix("file://"))
