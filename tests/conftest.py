@@ -70,9 +70,9 @@ def settings(mlfleet_home: Path):
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Files with slow tests first, each file's tests kept together and in order.
 
-    `make test` hands whole files to its workers (`--dist loadfile`) in collection order, so a slow
-    file collected late runs alone at the end while the other worker idles (a 245 s e2e file then
-    a 90 s one, one after the other, in a CI run of 2026-12-02).
+    `make test` hands whole files to its workers in collection order (`--dist loadfile
+    --no-loadscope-reorder`), so a slow file collected late runs alone at the end while the other
+    worker idles (a 353 s e2e file then a 109 s one, one after the other, in a CI run of 2026-12-02).
     """
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: order inside a file is kept
