@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -79,8 +80,6 @@ def test_mlfleet_up_trigger_sweep_over_rest_down(local_settings: Settings) -> No
         assert "could not preload" not in scheduler_log
         assert "path=/execution/health " in component_log(local_settings, "api-server").read_text()
         # MLflow's store got its tables from `up` (beside `airflow db migrate`), not from the first sweep.
-        import sqlite3
-
         with contextlib.closing(sqlite3.connect(local_settings.tracking_uri.removeprefix("sqlite:///"))) as db:
             tables = {name for (name,) in db.execute("select name from sqlite_master where type = 'table'")}
         assert {"experiments", "runs", "registered_models", "alembic_version"} <= tables

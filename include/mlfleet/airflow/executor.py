@@ -27,10 +27,11 @@ from airflow.executors.local_executor import LocalExecutor
 
 log = logging.getLogger(__name__)
 
-# What a sweep's tasks import, in the order they pull each other in (measured by sys.modules after
-# a prepare, a run_batch and an end_round).
+# The task runtime's own modules (a new stack's first task otherwise imports them in its
+# supervisor), then what a sweep's prepare, run_batch and end_round import.
 PRELOAD_MODULES = (
-    "airflow.sdk.execution_time.supervisor", "airflow.sdk.execution_time.task_runner", "numpy", "pandas", "pyarrow.parquet", "sklearn.model_selection", "sklearn.metrics", "optuna",
+    "airflow.sdk.execution_time.supervisor", "airflow.sdk.execution_time.task_runner",
+    "numpy", "pandas", "pyarrow.parquet", "sklearn.model_selection", "sklearn.metrics", "optuna",
     "mlflow", "mlflow.sklearn", "mlfleet.sweep", "mlfleet.sweep.prepare", "mlfleet.sweep.finalize",
     "mlfleet.results", "mlfleet.tuning", "mlfleet.backends.local",
 )

@@ -70,9 +70,10 @@ def migrate(settings: Settings, *, env: dict[str, str] | None = None) -> None:
             proc = subprocess.Popen(command, env=env, cwd=settings.airflow_home, stdin=subprocess.DEVNULL,
                                     stdout=fh, stderr=subprocess.STDOUT)
         running.append((name, proc, log))
-    for name, proc, log in running:
-        if proc.wait() != 0:
-            raise RuntimeError(f"`{name}` failed (exit {proc.returncode}); see {log}:\n{processes.log_tail(log)}")
+    failed = [(name, proc, log) for name, proc, log in running if proc.wait() != 0]  # wait for all first
+    if failed:
+        name, proc, log = failed[0]
+        raise RuntimeError(f"`{name}` failed (exit {proc.returncode}); see {log}:\n{processes.log_tail(log)}")
 
 
 def up(
