@@ -132,6 +132,10 @@ def pid_alive(pid: int) -> bool:
     may belong to anything by now.
     """
     _reap(pid)
+    if pid in _CHILDREN:
+        # Our own child that has not exited: its pid cannot be reused before we reap it, and its
+        # command line may still be ours (between fork and exec), so it is not checked.
+        return True
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:

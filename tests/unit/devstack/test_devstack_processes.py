@@ -207,3 +207,23 @@ def test_spawn_group_logs_output_and_reaps_the_child(settings: Settings, tmp_pat
         os.waitpid(pid, os.WNOHANG)
     assert "hello from the stand-in" in processes.log_tail(log_file)
     assert processes.log_tail(tmp_path / "missing.log") == "(no log)"
+
+
+def test_a_child_we_spawned_is_alive_before_its_command_line_shows_the_marker(
+    tmp_path: Path,
+) -> None:
+    # Between fork and exec a child's command line is still ours (pytest's, without the marker):
+    # CI once saw `group_alive` answer False there and the test above never reaped the child.
+    # A child we have not reaped cannot have its pid reused, so it needs no command-line check.
+    pid = processes.spawn_group(
+        ["sleep", "30"], log_file=tmp_path / "sleep.log", env=os.environ, cwd=tmp_path
+    )
+    try:
+        assert MARKER not in " ".join(psutil.Process(pid).cmdline())
+        assert processes.pid_alive(pid) is True
+        assert processes.group_alive(pid) is True
+    finally:
+        os.killpg(pid, 9)
+    _wait_for(lambda: not processes.group_alive(pid), "the killed child to be reaped")
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
