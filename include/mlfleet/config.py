@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     optuna_storage_url: str | None = None
     # Local backend: worker processes per batch (0 = every core of this machine).
     local_workers: int = 0
+    # Local backend: "auto" forks the training process from the task where that is safe (no
+    # import again), "exec" always starts a new interpreter (mlfleet.backends.local).
+    local_training_start: Literal["auto", "exec"] = "auto"
     # Planner: a batch aims at this many predicted seconds of work per core.
     batch_target_seconds: float = 60.0
     # Planner: the runtime model of a model type is fitted on at most this many of its newest

@@ -34,6 +34,9 @@ PRELOAD_MODULES = (
     "numpy", "pandas", "pyarrow.parquet", "sklearn.model_selection", "sklearn.metrics", "optuna",
     "mlflow", "mlflow.sklearn", "mlfleet.sweep", "mlfleet.sweep.prepare", "mlfleet.sweep.finalize",
     "mlfleet.results", "mlfleet.tuning", "mlfleet.backends.local",
+    # What the training process a local batch forks from its task (mlfleet.backends.local) runs.
+    "mlfleet.training.entrypoint", "mlfleet.training.cv", "mlfleet.training.zoo", "sklearn.linear_model",
+    "sklearn.ensemble", "joblib", "setproctitle",
 )
 
 

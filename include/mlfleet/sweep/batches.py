@@ -66,6 +66,7 @@ def _train(directory: Path, context: SweepContext, batch: dict[str, Any], *, set
         trial_ids=[t["trial_id"] for t in batch["trials"]],
         workers=settings.workers,
         timeout_seconds=context.timeout_minutes * 60,
+        start=settings.local_training_start,
     )
 
 
