@@ -14,6 +14,7 @@ A process with other threads, or `MLFLEET_LOCAL_TRAINING_START=exec`, starts the
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -140,25 +141,40 @@ def can_fork() -> bool:
 
 def _run_forked(batch_dir: Path, *, command: list[str], env: dict[str, str], log_path: Path,
                 timeout_seconds: float) -> int:
-    """The entrypoint in a fork of this process: the same code, without importing it again."""
-    import multiprocessing
+    """The entrypoint in a fork of this process: the same code, without importing it again.
 
-    proc = multiprocessing.get_context("fork").Process(
-        target=_train_in_fork, args=(command, env, str(log_path)), name=f"mlfleet-train-{batch_dir.name}"
-    )
-    proc.start()
-    (batch_dir / PID_FILE).write_text(str(proc.pid))
-    log.info("batch %s: training process %s forked from this one", batch_dir.name, proc.pid)
-    proc.join(timeout_seconds)
-    if proc.exitcode is None:
+    A bare `os.fork`, not multiprocessing's Process: that one is joined at interpreter exit, so a
+    task process terminated while it waits would hang on the training process instead of exiting.
+    """
+    import psutil
+
+    pid = os.fork()
+    if pid == 0:  # the child never returns from here
+        code = 1
+        try:
+            code = _train_in_fork(command, env, str(log_path))
+        except BaseException:  # noqa: BLE001 - reported in the batch's log, as an interpreter would
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(code)
+    (batch_dir / PID_FILE).write_text(str(pid))
+    log.info("batch %s: training process %s forked from this one", batch_dir.name, pid)
+    proc = psutil.Process(pid)
+    try:
+        return int(proc.wait(timeout=timeout_seconds))
+    except psutil.TimeoutExpired:
         proc.kill()
-        proc.join()
-        raise _timed_out(batch_dir, timeout_seconds)
-    return proc.exitcode
+        proc.wait()
+        raise _timed_out(batch_dir, timeout_seconds) from None
 
 
-def _train_in_fork(command: list[str], env: dict[str, str], log_path: str) -> None:
-    """In the forked child: become the process `command` would have started, then train.
+def _train_in_fork(command: list[str], env: dict[str, str], log_path: str) -> int:
+    """In the forked child: become the process `command` would have started, then train; the exit code.
 
     The child drops what it inherited from its parent: signal handlers (an Airflow task's SIGTERM
     handler), output (an Airflow task's stdout is its log stream) and logging handlers (which may
@@ -181,6 +197,9 @@ def _train_in_fork(command: list[str], env: dict[str, str], log_path: str) -> No
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
     sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
     logging.captureWarnings(False)
@@ -194,9 +213,8 @@ def _train_in_fork(command: list[str], env: dict[str, str], log_path: str) -> No
     reusable_executor._executor_kwargs = None
     setproctitle.setproctitle(" ".join(command))
     try:
-        code = main(command[command.index("train"):])
+        return main(command[command.index("train"):])
     finally:
         # The child ends in os._exit (no atexit), so its pool's workers are stopped here.
         if reusable_executor._executor is not None:
             reusable_executor._executor.shutdown(wait=True)
-    sys.exit(code)
