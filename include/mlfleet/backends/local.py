@@ -208,9 +208,6 @@ def _train_in_fork(command: list[str], env: dict[str, str], log_path: str) -> in
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.addHandler(logging.StreamHandler(sys.stderr))
-    # A process pool the parent holds has no threads managing it in the child: start a new one.
-    reusable_executor._executor = None
-    reusable_executor._executor_kwargs = None
     setproctitle.setproctitle(" ".join(command))
     try:
         return main(command[command.index("train"):])
