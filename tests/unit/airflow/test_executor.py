@@ -32,3 +32,71 @@ def test_every_default_module_imports_and_a_missing_one_is_skipped_not_raised() 
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "['mlfleet_no_such_module'] []"
     assert "could not preload mlfleet_no_such_module" in out.stdout + out.stderr  # Airflow logs to stdout
+
+
+# --- the heartbeat that waits for a running task to end ------------------------------------------
+
+
+def _executor_with_queue() -> executor.PreloadingLocalExecutor:
+    """The executor's result queue and in-flight book, without forking its workers."""
+    import multiprocessing
+
+    local = executor.PreloadingLocalExecutor(parallelism=1)
+    local.result_queue = multiprocessing.SimpleQueue()
+    return local
+
+
+def _report_later(queue, seconds: float) -> None:  # noqa: ANN001 - a multiprocessing queue
+    import time
+
+    time.sleep(seconds)
+    queue.put(("a-task", "success", None))
+
+
+def test_a_heartbeat_returns_when_a_running_task_reports_and_leaves_the_result_for_sync() -> None:
+    import multiprocessing
+    import time
+
+    local = _executor_with_queue()
+    local._in_flight()["a-task"] = None  # sent to a worker, no result yet
+    reporter = multiprocessing.get_context("fork").Process(target=_report_later, args=(local.result_queue, 0.3))
+    reporter.start()
+    started = time.monotonic()
+    assert local.wait_for_a_result(60) is True
+    assert time.monotonic() - started < 30  # woken by the result, not by the 60 s timeout
+    reporter.join()
+    assert not local.result_queue.empty(), "the wait consumed the result"
+    assert local.result_queue.get() == ("a-task", "success", None)  # still there for _read_results
+
+
+def test_nothing_waits_without_a_running_task_or_with_work_queued() -> None:
+    import time
+
+    local = _executor_with_queue()
+    started = time.monotonic()
+    assert local.wait_for_a_result(60) is False  # nothing in flight: the scheduler's own idle sleep applies
+    local._in_flight()["a-task"] = None
+    local.queued_tasks["another"] = object()  # queued work goes to the workers first
+    assert local.wait_for_a_result(60) is False
+    assert time.monotonic() - started < 30
+
+
+def test_a_final_state_ends_the_wait_for_that_task_and_a_started_one_does_not() -> None:
+    local = _executor_with_queue()
+    local._in_flight().update({"task": None, "callback": "running"})
+    local.change_state("callback", "running")  # a callback's worker reports that it started
+    local.change_state("task", "success")
+    assert local._in_flight() == {"callback": "running"}
+    local.change_state("callback", "success")
+    assert local._in_flight() == {}
+    assert local.event_buffer["task"] == ("success", None)  # Airflow's own bookkeeping still happens
+
+
+def test_the_wait_is_configurable_and_zero_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLEET_EXECUTOR_RESULT_WAIT_SECONDS", "0")
+    assert executor.result_wait_seconds() == 0
+    local = _executor_with_queue()
+    local._in_flight()["a-task"] = None
+    assert local.wait_for_a_result(executor.result_wait_seconds()) is False
+    monkeypatch.delenv("MLFLEET_EXECUTOR_RESULT_WAIT_SECONDS")
+    assert executor.result_wait_seconds() == 5.0
