@@ -111,15 +111,15 @@ class PreloadingLocalExecutor(LocalExecutor):
         """Block until a worker reports (a workload started or ended) or ``timeout`` passes, while workloads run.
 
         Stock, the scheduler learns that a task ended at its next loop, up to its idle sleep later,
-        and the next task waits for the loop after; a short idle sleep makes the loop itself the
-        cost, CPU a sweep's own fits lose: on 2 cores a scheduler looping every 0.25 s took 33
-        CPU-seconds during a 160 s sweep, 14 at 1 s, and a loop over a running sweep costs ~0.2 s of
-        CPU (2026-12-02). Waiting here on the queue the workers already write to wakes the scheduler
-        as soon as a task ends, so the idle sleep stays at Airflow's 1 s and a loop comes every
-        ``timeout`` + 1 s while tasks run. What only a loop notices (a run triggered over REST, a
-        deferred task its trigger resumed, a task cleared in the UI) waits up to that long while
-        another task runs. Nothing is read from the queue (``sync`` does that); nothing waits when
-        no workload runs or one is queued. Returns whether a result is waiting.
+        and every loop costs CPU a sweep's own fits lose: on 2 cores a loop over a running sweep
+        took ~0.2 s of CPU, and a scheduler looping every 0.25 s took 33 CPU-seconds during a 160 s
+        sweep, 14 at 1 s (2026-12-02). Waiting here on the queue the workers already write to wakes
+        the scheduler as soon as a task ends, and while tasks run a loop comes every ``timeout`` +
+        the idle sleep. What only a loop notices (a run triggered over REST, a deferred task its
+        trigger resumed, a task cleared in the UI, a task process whose exit lags its success)
+        waits up to ``timeout`` longer while another task runs. Nothing is read from the queue
+        (``sync`` does that); nothing waits when no workload runs or one is queued. Returns whether
+        a result is waiting.
         """
         queued = self.queued_tasks or self.queued_callbacks or self.queued_connection_tests
         reader = getattr(self.result_queue, "_reader", None)  # multiprocessing's SimpleQueue end we read

@@ -99,4 +99,4 @@ def test_the_wait_is_configurable_and_zero_turns_it_off(monkeypatch: pytest.Monk
     local._in_flight()["a-task"] = None
     assert local.wait_for_a_result(executor.result_wait_seconds()) is False
     monkeypatch.delenv("MLFLEET_EXECUTOR_RESULT_WAIT_SECONDS")
-    assert executor.result_wait_seconds() == 5.0
+    assert executor.result_wait_seconds() == 2.0
