@@ -84,27 +84,29 @@ class PreloadingLocalExecutor(LocalExecutor):
                      len(names) - len(failed), time.perf_counter() - started)
         super().start()
 
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - Airflow's signature
+        super().__init__(*args, **kwargs)
+        # Airflow 3.3's LocalExecutor never fills `self.running`: what its workers still owe a final
+        # result is kept here (key -> the workload's "started" state, which is not final).
+        self.in_flight: dict = {}
+        self.result_wait_s = result_wait_seconds()
+
     def _process_workloads(self, workload_list: list) -> None:
-        # Airflow 3.3's LocalExecutor never fills `self.running`; what its workers still owe a result is kept here.
         for workload in workload_list:
-            self._in_flight()[workload.key] = workload.running_state
+            self.in_flight[workload.key] = workload.running_state
         super()._process_workloads(workload_list)
 
     def change_state(self, key, state, info=None, remove_running=True) -> None:  # noqa: ANN001 - Airflow's signature
-        in_flight = self._in_flight()
-        if key in in_flight and state != in_flight[key]:  # a final state, not "started"
-            del in_flight[key]
+        if key in self.in_flight and state != self.in_flight[key]:
+            del self.in_flight[key]
         super().change_state(key, state, info, remove_running=remove_running)
 
-    def _in_flight(self) -> dict:
-        if not hasattr(self, "_in_flight_workloads"):
-            self._in_flight_workloads: dict = {}
-        return self._in_flight_workloads
+    def fail_connection_test(self, key) -> None:  # noqa: ANN001 - Airflow's signature
+        self.in_flight.pop(key, None)  # the reaper gave up on it: no result will come
+        super().fail_connection_test(key)
 
     def sync(self) -> None:
-        if not hasattr(self, "_result_wait_s"):
-            self._result_wait_s = result_wait_seconds()  # read once, in the scheduler, not at import
-        self.wait_for_a_result(self._result_wait_s)
+        self.wait_for_a_result(self.result_wait_s)
         super().sync()
 
     def wait_for_a_result(self, timeout: float) -> bool:
@@ -123,6 +125,6 @@ class PreloadingLocalExecutor(LocalExecutor):
         """
         queued = self.queued_tasks or self.queued_callbacks or self.queued_connection_tests
         reader = getattr(self.result_queue, "_reader", None)  # multiprocessing's SimpleQueue end we read
-        if timeout <= 0 or not self._in_flight() or queued or reader is None:
+        if timeout <= 0 or not self.in_flight or queued or reader is None:
             return False
         return bool(reader.poll(timeout))

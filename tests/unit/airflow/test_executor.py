@@ -58,7 +58,7 @@ def test_a_heartbeat_returns_when_a_running_task_reports_and_leaves_the_result_f
     import time
 
     local = _executor_with_queue()
-    local._in_flight()["a-task"] = None  # sent to a worker, no result yet
+    local.in_flight["a-task"] = None  # sent to a worker, no result yet
     reporter = multiprocessing.get_context("fork").Process(target=_report_later, args=(local.result_queue, 0.3))
     reporter.start()
     started = time.monotonic()
@@ -75,7 +75,7 @@ def test_nothing_waits_without_a_running_task_or_with_work_queued() -> None:
     local = _executor_with_queue()
     started = time.monotonic()
     assert local.wait_for_a_result(60) is False  # nothing in flight: the scheduler's own idle sleep applies
-    local._in_flight()["a-task"] = None
+    local.in_flight["a-task"] = None
     local.queued_tasks["another"] = object()  # queued work goes to the workers first
     assert local.wait_for_a_result(60) is False
     assert time.monotonic() - started < 30
@@ -83,12 +83,13 @@ def test_nothing_waits_without_a_running_task_or_with_work_queued() -> None:
 
 def test_a_final_state_ends_the_wait_for_that_task_and_a_started_one_does_not() -> None:
     local = _executor_with_queue()
-    local._in_flight().update({"task": None, "callback": "running"})
+    local.in_flight.update({"task": None, "callback": "running", "probe": "running"})
     local.change_state("callback", "running")  # a callback's worker reports that it started
     local.change_state("task", "success")
-    assert local._in_flight() == {"callback": "running"}
+    assert local.in_flight == {"callback": "running", "probe": "running"}
     local.change_state("callback", "success")
-    assert local._in_flight() == {}
+    local.fail_connection_test("probe")  # the reaper gave up on a connection test: no result will come
+    assert local.in_flight == {}
     assert local.event_buffer["task"] == ("success", None)  # Airflow's own bookkeeping still happens
 
 
@@ -96,7 +97,7 @@ def test_the_wait_is_configurable_and_zero_turns_it_off(monkeypatch: pytest.Monk
     monkeypatch.setenv("MLFLEET_EXECUTOR_RESULT_WAIT_SECONDS", "0")
     assert executor.result_wait_seconds() == 0
     local = _executor_with_queue()
-    local._in_flight()["a-task"] = None
+    local.in_flight["a-task"] = None
     assert local.wait_for_a_result(executor.result_wait_seconds()) is False
     monkeypatch.delenv("MLFLEET_EXECUTOR_RESULT_WAIT_SECONDS")
     assert executor.result_wait_seconds() == 2.0
