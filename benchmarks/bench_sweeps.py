@@ -7,7 +7,15 @@ For one workload, in one run on one machine:
 - scikit-learn: `GridSearchCV(n_jobs=-1)` over the same trials and the same folds;
 - `mlfleet sweep`: the CLI, no scheduler;
 - the scheduler: `experiment_sweep` on `mlfleet up`'s Airflow, triggered over REST, timed from the
-  POST to the success of the run that finalized the sweep.
+  POST to the end (`end_date`, as the API reports it) of the run that finalized the sweep.
+
+The first four run with `mlfleet up` down, as a user runs a script or `mlfleet sweep` (they need
+no Airflow, and an idle stack's own CPU is the scheduler path's cost, not theirs); the stack is
+started for the scheduler path right after, so the limit is measured minutes before it. While it
+is up and idle, the CPU each component takes is measured too. The sweep is polled every 5 s (a
+poll costs the api-server CPU the sweep loses), and its wall does not wait for the poll. The
+MLflow store exists before anything is timed, as on a machine that has run a sweep before; what
+creating it costs (once per machine, in the first sweep) is measured on its own.
 
 The sweep paths run the spec's own trials; the other paths fit exactly those estimators on exactly
 those folds (mlfleet's model zoo and splitter), so every path does the same work.
@@ -169,10 +177,10 @@ def scheduler_sweep(api: Any, spec: dict[str, Any], *, timeout: float = 7200) ->
     """Trigger experiment_sweep over REST; wall from the POST to the end of the sweep's last run."""
     from mlfleet.results import read_leaderboard
 
-    started = time.perf_counter()
+    started = time.time()
     run = api.trigger("experiment_sweep", {"spec": spec})
-    runs, state = api.wait_for_sweep("experiment_sweep", run["dag_run_id"], timeout=timeout)
-    wall = time.perf_counter() - started
+    runs, state = api.wait_for_sweep("experiment_sweep", run["dag_run_id"], timeout=timeout, interval=5.0)
+    wall = _stamp(api.dag_run("experiment_sweep", runs[-1])["end_date"]).timestamp() - started
     if state != "success":
         raise RuntimeError(f"experiment_sweep run {runs[-1]} ended {state}")
     tasks: dict[str, list[float]] = {}
@@ -222,30 +230,77 @@ def pruning(spec: dict[str, Any], *, settings: Any) -> dict[str, Any]:
     return out
 
 
-def run(*, settings: Any, workloads: list[tuple[str, dict[str, Any]]], spec_dir: Path,
-        with_pruning: list[tuple[str, dict[str, Any]]] = (), gridsearch_paths: bool = True) -> dict[str, Any]:
-    """Every path for every workload, then the pruning comparison; the stack is started once."""
+def create_tracking_store() -> float:
+    """Create the MLflow store in a new process, as a new machine's first sweep does; the seconds it took."""
+    code = "from mlfleet.config import get_settings; from mlfleet.results.tracking import configure; configure(get_settings())"
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=600, env=os.environ)
+    return time.perf_counter() - started
+
+
+def idle_stack_cpu(pids: dict[str, int | None], *, window_s: float) -> dict[str, float]:
+    """CPU-seconds a minute each component of an idle stack takes (its whole process tree)."""
+    import psutil
+
+    def tree_cpu(pid: int | None) -> float:
+        total = 0.0
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except (psutil.Error, ValueError):
+            return 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+            except psutil.Error:
+                pass
+        return total
+
+    before = {name: tree_cpu(pid) for name, pid in pids.items()}
+    time.sleep(window_s)
+    return {name: (tree_cpu(pid) - before[name]) * 60 / window_s for name, pid in pids.items()}
+
+
+def _scheduler_path(settings: Any, spec: dict[str, Any], *, idle_window_s: float = 0.0) -> dict[str, Any]:
+    """Start `mlfleet up`, run the spec through it, stop it; with a window, the idle stack's CPU first."""
     from mlfleet.devstack import stack
     from mlfleet.devstack.rest_client import ApiClient
 
     info = stack.up(settings)
-    results: dict[str, Any] = {}
     try:
         with ApiClient.login(info["url"], info["username"], info["password"]) as api:
             api.wait_for_dag("experiment_sweep", timeout=180)
             api.unpause("experiment_sweep")
-            for label, spec in workloads:
-                row: dict[str, Any] = {"spec": spec, **limit_and_joblib(spec)}
-                if gridsearch_paths:
-                    row["gridsearch_s"] = gridsearch(spec)
-                row["cli"] = cli_sweep({**spec, "name": f"{spec['name']}-cli"}, spec_dir)
-                row["scheduler"] = scheduler_sweep(api, {**spec, "name": f"{spec['name']}-airflow"})
-                row["prediction"] = prediction_error(Path(row["scheduler"]["results_dir"]), row["scheduler"]["board"])
-                results[label] = row
-                # On stderr as soon as measured: a later failure must not lose an hour's figures.
-                print(json.dumps({label: {k: v for k, v in row.items() if k not in ("spec",)}}, default=str)[:20000],
-                      file=sys.stderr, flush=True)
+            idle = idle_stack_cpu(info["pids"], window_s=idle_window_s) if idle_window_s else None
+            row = scheduler_sweep(api, spec)
     finally:
         stack.down(settings)
+    return {**row, "idle_stack_cpu_per_min": idle}
+
+
+def run(*, settings: Any, workloads: list[tuple[str, dict[str, Any]]], spec_dir: Path,
+        with_pruning: list[tuple[str, dict[str, Any]]] = (), gridsearch_paths: bool = True,
+        idle_window_s: float = 60.0) -> dict[str, Any]:
+    """Every path for every workload, then the pruning comparison.
+
+    Per workload: the limit, joblib, GridSearchCV and `mlfleet sweep` with the stack down, then
+    `mlfleet up` for the scheduler path (the first workload's also measures the idle stack).
+    """
+    results: dict[str, Any] = {"tracking_store_s": create_tracking_store()}
+    for index, (label, spec) in enumerate(workloads):
+        row: dict[str, Any] = {"spec": spec, **limit_and_joblib(spec)}
+        if gridsearch_paths:
+            row["gridsearch_s"] = gridsearch(spec)
+        row["cli"] = cli_sweep({**spec, "name": f"{spec['name']}-cli"}, spec_dir)
+        row["scheduler"] = _scheduler_path(settings, {**spec, "name": f"{spec['name']}-airflow"},
+                                           idle_window_s=idle_window_s if index == 0 else 0.0)
+        row["prediction"] = prediction_error(Path(row["scheduler"]["results_dir"]), row["scheduler"]["board"])
+        results[label] = row
+        # On stderr as soon as measured: a later failure must not lose an hour's figures.
+        brief = {k: v for k, v in row.items() if k != "spec"}
+        brief["scheduler"] = {k: v for k, v in row["scheduler"].items() if k != "board"}
+        brief["cli"] = {"wall_s": row["cli"]["wall_s"]}
+        print(json.dumps({label: brief}, default=str), file=sys.stderr, flush=True)
     results["pruning"] = {label: pruning(spec, settings=settings) for label, spec in with_pruning}
     return results

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import httpx
 
-from mlfleet.devstack.polling import poll_until
+from mlfleet.devstack.polling import POLL_INTERVAL_S, poll_until
 
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
 
@@ -122,8 +122,9 @@ class ApiClient:
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self._request("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300.0) -> str:
-        """Poll until the run is finished; returns its state ("success" or "failed")."""
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300.0, *,
+                     interval: float = POLL_INTERVAL_S) -> str:
+        """Poll every ``interval`` s until the run is finished; returns its state ("success" or "failed")."""
         return poll_until(
             lambda: self.dag_run(dag_id, run_id)["state"],
             done=lambda state: state in FINISHED_RUN_STATES,
@@ -131,9 +132,11 @@ class ApiClient:
             timed_out=lambda state: TimeoutError(
                 f"run {dag_id}/{run_id} still {state!r} after {timeout:.0f} s"
             ),
+            interval=interval,
         )
 
-    def wait_for_sweep(self, dag_id: str, run_id: str, timeout: float = 900.0) -> tuple[list[str], str]:
+    def wait_for_sweep(self, dag_id: str, run_id: str, timeout: float = 900.0, *,
+                       interval: float = POLL_INTERVAL_S) -> tuple[list[str], str]:
         """Follow a sweep from the run that started it through each continuation round.
 
         A bayes sweep's later rounds are runs of the same DAG with run ids derived from the sweep
@@ -145,7 +148,7 @@ class ApiClient:
         deadline = time.monotonic() + timeout
         runs = [run_id]
         while True:
-            state = self.wait_for_run(dag_id, runs[-1], timeout=max(1.0, deadline - time.monotonic()))
+            state = self.wait_for_run(dag_id, runs[-1], timeout=max(1.0, deadline - time.monotonic()), interval=interval)
             if state != "success" or self.has_xcom(dag_id, runs[-1], "end_round"):
                 return runs, state
             sweep = self.xcom(dag_id, run_id, "prepare", key="sweep")

@@ -185,4 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from mlfleet.shutdown import skip_final_collections
+
+    skip_final_collections()
     sys.exit(main())

@@ -95,9 +95,55 @@ def test_a_final_state_ends_the_wait_for_that_task_and_a_started_one_does_not() 
 
 def test_the_wait_is_configurable_and_zero_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLEET_EXECUTOR_RESULT_WAIT_SECONDS", "0")
-    assert executor.result_wait_seconds() == 0
+    monkeypatch.setenv("MLFLEET_EXECUTOR_IDLE_WAIT_SECONDS", "0.5")
+    monkeypatch.setenv("MLFLEET_EXECUTOR_QUIET_AFTER_SECONDS", "7")
+    assert executor.wait_settings() == (0, 0.5, 7)
     local = _executor_with_queue()
+    assert (local.result_wait_s, local.idle_wait_s, local.quiet_after_s) == (0, 0.5, 7)
     local.in_flight["a-task"] = None
-    assert local.wait_for_a_result(executor.result_wait_seconds()) is False
-    monkeypatch.delenv("MLFLEET_EXECUTOR_RESULT_WAIT_SECONDS")
-    assert executor.result_wait_seconds() == 2.0
+    assert local.wait_for_a_result(local.result_wait_s) is False
+    for name in ("RESULT_WAIT", "IDLE_WAIT", "QUIET_AFTER"):
+        monkeypatch.delenv(f"MLFLEET_EXECUTOR_{name}_SECONDS")
+    assert executor.wait_settings() == (2.0, 1.0, 30.0)
+
+
+# --- the rest a quiet stack takes -----------------------------------------------------------------
+
+
+def test_a_quiet_stack_rests_and_any_work_keeps_it_awake() -> None:
+    import time
+
+    local = _executor_with_queue()
+    local.idle_wait_s, local.quiet_after_s = 0.2, 5.0
+    assert local.rest_while_quiet() == 0.0  # just started: not quiet for 5 s yet
+    local.last_busy = time.monotonic() - 6
+    started = time.monotonic()
+    assert local.rest_while_quiet() == 0.2
+    assert time.monotonic() - started >= 0.2  # it did sleep
+    local.queued_tasks["a-task"] = object()  # work queued: no rest, and the quiet clock starts again
+    assert local.rest_while_quiet() == 0.0
+    del local.queued_tasks["a-task"]
+    assert local.rest_while_quiet() == 0.0  # busy a moment ago
+    local.last_busy = time.monotonic() - 6
+    local.in_flight["a-task"] = None  # running: the result wait applies instead
+    assert local.rest_while_quiet() == 0.0
+    assert time.monotonic() - local.last_busy < 1
+    local.in_flight.clear()
+    local.last_busy, local.idle_wait_s = time.monotonic() - 6, 0.0
+    assert local.rest_while_quiet() == 0.0  # 0 turns it off
+
+
+def test_sync_rests_only_when_no_result_came(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.executors.local_executor import LocalExecutor
+
+    local = _executor_with_queue()
+    calls = []
+    monkeypatch.setattr(LocalExecutor, "sync", lambda self: calls.append("airflow sync"))
+    monkeypatch.setattr(local, "rest_while_quiet", lambda: calls.append("rest") or 0.0)
+    monkeypatch.setattr(local, "wait_for_a_result", lambda timeout: calls.append(f"wait {timeout}") or True)
+    local.sync()
+    assert calls == [f"wait {local.result_wait_s}", "airflow sync"]
+    calls.clear()
+    monkeypatch.setattr(local, "wait_for_a_result", lambda timeout: False)
+    local.sync()
+    assert calls == ["rest", "airflow sync"]

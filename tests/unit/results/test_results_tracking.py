@@ -39,6 +39,19 @@ def client(settings):
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
+def test_a_local_store_is_in_wal_mode_once_opened(settings):
+    import sqlite3
+
+    results.tracking.configure(settings)
+    database = settings.tracking_uri.removeprefix("sqlite:///")
+    connection = sqlite3.connect(database)
+    try:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert connection.execute("SELECT count(*) FROM experiments").fetchone()[0] >= 1  # MLflow's tables are there
+    finally:
+        connection.close()
+
+
 def count_runs(settings, experiment, run_id, role):
     exp = client(settings).get_experiment_by_name(experiment)
     query = f"tags.`{SWEEP_TAG}` = '{run_id}' and tags.`{ROLE_TAG}` = '{role}'"
