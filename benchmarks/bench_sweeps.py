@@ -238,8 +238,12 @@ def create_tracking_store() -> float:
     return time.perf_counter() - started
 
 
-def idle_stack_cpu(pids: dict[str, int | None], *, window_s: float) -> dict[str, float]:
-    """CPU-seconds a minute each component of an idle stack takes (its whole process tree)."""
+def idle_stack_cpu(pids: dict[str, int | None], *, window_s: float, settle_s: float) -> dict[str, float]:
+    """CPU-seconds a minute each component of an idle stack takes (its whole process tree), after `settle_s`.
+
+    The settle lets the first DAG parses end and the executor count the stack as quiet
+    (MLFLEET_EXECUTOR_QUIET_AFTER_SECONDS), so this is what a stack left up costs, minute after minute.
+    """
     import psutil
 
     def tree_cpu(pid: int | None) -> float:
@@ -257,6 +261,7 @@ def idle_stack_cpu(pids: dict[str, int | None], *, window_s: float) -> dict[str,
                 pass
         return total
 
+    time.sleep(settle_s)
     before = {name: tree_cpu(pid) for name, pid in pids.items()}
     time.sleep(window_s)
     return {name: (tree_cpu(pid) - before[name]) * 60 / window_s for name, pid in pids.items()}
@@ -272,16 +277,17 @@ def _scheduler_path(settings: Any, spec: dict[str, Any], *, idle_window_s: float
         with ApiClient.login(info["url"], info["username"], info["password"]) as api:
             api.wait_for_dag("experiment_sweep", timeout=180)
             api.unpause("experiment_sweep")
-            idle = idle_stack_cpu(info["pids"], window_s=idle_window_s) if idle_window_s else None
+            idle = (idle_stack_cpu(info["pids"], window_s=idle_window_s, settle_s=settings.executor_quiet_after_seconds + 5)
+                    if idle_window_s else None)
             row = scheduler_sweep(api, spec)
     finally:
         stack.down(settings)
-    return {**row, "idle_stack_cpu_per_min": idle}
+    return {**row, "idle_stack_cpu_per_min": idle, "idle_window_s": idle_window_s}
 
 
 def run(*, settings: Any, workloads: list[tuple[str, dict[str, Any]]], spec_dir: Path,
         with_pruning: list[tuple[str, dict[str, Any]]] = (), gridsearch_paths: bool = True,
-        idle_window_s: float = 60.0) -> dict[str, Any]:
+        idle_window_s: float = 45.0) -> dict[str, Any]:
     """Every path for every workload, then the pruning comparison.
 
     Per workload: the limit, joblib, GridSearchCV and `mlfleet sweep` with the stack down, then

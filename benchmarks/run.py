@@ -191,7 +191,7 @@ def sweeps_section(results: dict[str, Any]) -> str:
     parts = []
     if results.get("tracking_store_s") is not None:
         parts.append(f"The MLflow store was created before anything was timed, in {results['tracking_store_s']:.1f} s "
-                     "(a new process: MLflow's import and its table migrations), as a new machine's first sweep "
+                     "(a new process: importing MLflow and running its table migrations), as a new machine's first sweep "
                      "does once; the paths below run on a machine that has run a sweep before.")
     for label, r in results.items():
         if label in ("pruning", "tracking_store_s"):
@@ -219,7 +219,9 @@ def sweeps_section(results: dict[str, Any]) -> str:
                  f"the batch tasks' time) {overhead:.1f} s = {overhead / max(batch, 1e-9):.0%} of the batch time.")
         idle = sched.get("idle_stack_cpu_per_min")
         if idle:
-            notes += (f" The idle stack, before the sweep was triggered, took {sum(idle.values()):.1f} CPU-s a minute ("
+            notes += (f" The idle stack, before the sweep was triggered (settled, then measured for "
+                      f"{sched['idle_window_s']:.0f} s), took "
+                      f"{sum(idle.values()):.1f} CPU-s a minute ("
                       + ", ".join(f"{name} {cpu:.1f}" for name, cpu in sorted(idle.items(), key=lambda kv: -kv[1]))
                       + f") of the machine's {60 * (os.cpu_count() or 1)}.")
         if sched.get("queued_to_start_s") is not None:
