@@ -110,9 +110,26 @@ class PreloadingLocalExecutor(LocalExecutor):
         super().fail_connection_test(key)
 
     def sync(self) -> None:
+        self.forget_what_a_dead_worker_held()
         if not self.wait_for_a_result(self.result_wait_s):
             self.rest_while_quiet()
         super().sync()
+
+    def forget_what_a_dead_worker_held(self) -> bool:
+        """Empty the in-flight book when a worker died (Airflow's sync reaps it next); returns whether one had.
+
+        A worker killed mid-task (an OOM kill) never reports its task's end, and its key would make
+        every later loop wait the full result wait. The results do not say which worker held which
+        task, so the whole book goes: the tasks still running are then looped over as stock Airflow
+        does until they end, and new ones are booked again. The task itself is Airflow's to fail and
+        retry (its heartbeat stops).
+        """
+        workers = getattr(self, "workers", {})  # Airflow sets it in start()
+        dead = [pid for pid, proc in workers.items() if not proc.is_alive()]
+        if dead and self.in_flight:
+            log.warning("mlfleet executor: worker(s) %s died; forgetting %d in-flight workload(s)", dead, len(self.in_flight))
+            self.in_flight.clear()
+        return bool(dead)
 
     def _has_queued(self) -> bool:
         return bool(self.queued_tasks or self.queued_callbacks or self.queued_connection_tests)

@@ -147,3 +147,23 @@ def test_sync_rests_only_when_no_result_came(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(local, "wait_for_a_result", lambda timeout: False)
     local.sync()
     assert calls == ["rest", "airflow sync"]
+
+
+class _Worker:
+    def __init__(self, alive: bool) -> None:
+        self.alive = alive
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+
+def test_a_dead_worker_empties_the_book_and_live_ones_leave_it() -> None:
+    local = _executor_with_queue()
+    local.workers = {101: _Worker(True), 102: _Worker(True)}
+    local.in_flight.update({"a-task": None, "another": None})
+    assert local.forget_what_a_dead_worker_held() is False
+    assert set(local.in_flight) == {"a-task", "another"}
+    local.workers[102].alive = False  # killed mid-task: it will never report
+    assert local.forget_what_a_dead_worker_held() is True
+    assert local.in_flight == {}
+    assert local.wait_for_a_result(60) is False  # so nothing waits for it
