@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 SWEEP_TAG = "mlfleet.sweep_run_id"
 ROLE_TAG = "mlfleet.role"  # sweep | trial | best: the sweep's parent run shares SWEEP_TAG with the others
 TRIAL_TAG = "mlfleet.trial_id"
@@ -24,7 +26,6 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 REFERENCE_DIR, REFERENCE_FILE = "reference", "reference.parquet"
 TRIAL_RUNS_TAG = "mlfleet.trial_runs"  # on the sweep's run: "<trial runs>/<trials>", e.g. "200/2000"
 TRIALS_TABLE = "leaderboard.csv"  # the sweep run's artifact: every trial, as the results' leaderboard.csv
-log = logging.getLogger(__name__)
 _MAX_PARAM, _MAX_TAG = 6000, 5000  # MLflow's param value limit; tags are capped well below theirs
 _DISTRIBUTIONS = {"sklearn": "scikit-learn"}  # import name -> PyPI name, where they differ
 
