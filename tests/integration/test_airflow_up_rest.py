@@ -23,6 +23,7 @@ import pytest
 
 from mlfleet.config import Settings, get_settings
 from mlfleet.devstack import stack as airflow_local
+from mlfleet.devstack.environment import logs_dir
 from mlfleet.devstack.ports import free_port
 from mlfleet.devstack.processes import component_log
 from mlfleet.devstack.rest_client import ApiClient, api_token
@@ -127,6 +128,18 @@ def test_mlfleet_up_trigger_sweep_over_rest_down(local_settings: Settings) -> No
         assert numbers == [list(range(4 * k, 4 * k + 4)) for k in range(10)]  # each round asked after the last was told
         study = tuning.load_study(storage=local_settings.optuna_storage, name=f"iris-rounds.{sweep['run_id']}")
         assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 40
+        # The last round's end_round logged MLflow's trial runs in a fork beside its other steps
+        # (mlfleet.forking): a task process has one thread. Every trial is a finished run.
+        log_dir = logs_dir(local_settings) / f"dag_id={DAG_ID}" / f"run_id={runs[-1]}" / "task_id=end_round"
+        end_log = "".join(p.read_text() for p in log_dir.glob("attempt=*.log"))
+        assert "log_trials: running beside this process" in end_log, end_log[-3000:]
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=local_settings.tracking_uri)
+        experiment = client.get_experiment_by_name("iris-rounds")
+        trial_runs = client.search_runs([experiment.experiment_id], max_results=100, filter_string=(
+            f"tags.`mlfleet.sweep_run_id` = '{sweep['run_id']}' and tags.`mlfleet.role` = 'trial'"))
+        assert len(trial_runs) == 40 and {r.info.status for r in trial_runs} == {"FINISHED"}
         print(f"up + both sweeps took {time.monotonic() - t0:.1f} s")
     finally:
         stopped = airflow_local.down(local_settings)

@@ -15,21 +15,18 @@ A process with other threads, or `MLFLEET_LOCAL_TRAINING_START=exec`, starts the
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
+from mlfleet.forking import can_fork, detach_from_parent
 from mlfleet.training.entrypoint import stage_job
 
 log = logging.getLogger(__name__)
-_INHERITED_STREAMS: list[Any] = []
 
 # The training process of the batch's current attempt, so a retry can stop one left running.
 PID_FILE = "output/train.pid"
@@ -123,22 +120,6 @@ def _run_exec(batch_dir: Path, *, command: list[str], env: dict[str, str], log_p
             raise _timed_out(batch_dir, timeout_seconds) from None
 
 
-def can_fork() -> bool:
-    """True where this process may fork the training process: POSIX, and no thread but this one.
-
-    Threads are counted by the kernel (/proc/self/task), so the idle worker threads an OpenMP
-    runtime keeps after a fit count too; Python's `threading` does not see those.
-    """
-    if not hasattr(os, "fork"):
-        return False
-    try:
-        threads = os.listdir("/proc/self/task")
-        log.debug("threads in this process: %s", len(threads))
-        return len(threads) == 1
-    except OSError:  # no /proc (macOS): the threads cannot be counted, so do not fork
-        return False
-
-
 def _run_forked(batch_dir: Path, *, command: list[str], env: dict[str, str], log_path: Path,
                 timeout_seconds: float) -> int:
     """The entrypoint in a fork of this process: the same code, without importing it again.
@@ -186,28 +167,9 @@ def _train_in_fork(command: list[str], env: dict[str, str], log_path: str) -> in
 
     from mlfleet.training.entrypoint import main
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_DFL)
+    detach_from_parent(log_path)
     os.environ.clear()
     os.environ.update(env)
-    # Kept alive: a stream object the task replaced sys.stdout with may own fd 1 or 2, and would
-    # close it (by then the log file) when collected.
-    _INHERITED_STREAMS.extend([sys.stdout, sys.stderr])
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
-    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
-    logging.captureWarnings(False)
-    warnings.showwarning = warnings._showwarning_orig  # type: ignore[attr-defined]
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.addHandler(logging.StreamHandler(sys.stderr))
     setproctitle.setproctitle(" ".join(command))
     try:
         return main(command[command.index("train"):])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -62,6 +64,24 @@ def _initialized(uri: str) -> None:
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates or migrates the tables
         _use_wal(database)
     _READY.add(uri)
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked child: leave the parent's pooled MLflow database connections to the parent.
+
+    MLflow's tracking and registry stores keep one SQLAlchemy engine per database for the process's life; a child forked after
+    its parent used one (mlfleet.forking) would otherwise write through the parent's open SQLite
+    connection. SQLAlchemy's recipe for a fork: `dispose(close=False)` in the child, which opens
+    its own connections from then on and never touches the inherited ones.
+    """
+    for name in ("mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store"):
+        store = getattr(sys.modules.get(name), "SqlAlchemyStore", None)
+        for engine in list(getattr(store, "_engine_map", {}).values()):
+            engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited_connections)
 
 
 def _use_wal(database: Path) -> None:
