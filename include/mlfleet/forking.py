@@ -73,7 +73,7 @@ def detach_from_parent(log_path: str) -> None:
     root.addHandler(logging.StreamHandler(sys.stderr))
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: the kernel kills this child when its parent dies, so no copy outlives a killed task."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -96,7 +96,7 @@ class ForkedCall:
         pid = os.fork()
         if pid == 0:  # the child never returns from here
             os.close(read_end)
-            _die_with_parent()
+            die_with_parent()
             if os.getppid() != parent_pid:  # the parent died before the line above took effect
                 os._exit(1)
             _child(fn, kwargs, write_end, self.log_path)

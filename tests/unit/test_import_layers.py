@@ -36,7 +36,7 @@ AIRFLOW_ALLOWED = {"airflow", "backends"}
 PROVIDERS_ALLOWED = {"backends"}
 STANDARD_PROVIDER = "airflow.providers.standard"
 # What the trial image holds: training and what it imports, never Airflow or the orchestration side.
-TRIAL_IMAGE = {"training", "storage", "shutdown"}
+TRIAL_IMAGE = {"training", "storage", "shutdown", "forking"}
 
 
 def _unit(module: str) -> str:

@@ -8,6 +8,10 @@ with one worker fitting a slow trial while the others idle.
 With `prune` (the spec's `search.prune`) folds run in waves: fold 0 of every trial, then fold 1
 of the trials still in, and so on; after each wave from `min_folds` on, Optuna's WilcoxonPruner
 stops the trials clearly worse than the wave's leader. See `cross_validate_trials`.
+
+The pool is joblib's (loky: workers are new interpreters), or, where this process may fork,
+`ForkedFoldPool`: workers forked before this process reads the data, which skips the seconds a
+new interpreter spends importing scikit-learn (see `ForkedFoldPool` for why and what it saves).
 """
 
 from __future__ import annotations
@@ -111,9 +115,93 @@ def _predicted(trial: dict[str, Any]) -> float | None:
     return float(value)
 
 
+# A fold's work in a ForkedFoldPool worker: what its initializer loaded (X, y, splits, config, classes).
+_WORKER_DATA: dict[str, Any] = {}
+
+
+class ForkedFoldPool:
+    """Worker processes forked from this one, each loading the training set itself, for `cross_validate_trials`.
+
+    Why: loky's workers are new interpreters that import numpy, pandas and scikit-learn before
+    their first fit, about 3 s per batch on 2 cores (docs/benchmarks.md), while a fork starts
+    with everything this process holds. A fork is only safe from a process with one thread
+    (mlfleet.forking), and reading Parquet starts Arrow's threads: so the workers are forked
+    first, while the caller has not read the data yet, and each reads it for itself (`load`).
+    Forked once, never again: a worker that dies breaks the pool (BrokenProcessPool, raised
+    from `run`) instead of being replaced from a thread. Workers die with this process, and run
+    with BLAS and OpenMP limited to their share of the cores, as joblib limits loky's.
+    """
+
+    def __init__(self, n_jobs: int, *, load: Callable[[], tuple[Any, Any]], config: CVConfig) -> None:
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = max(1, (os.cpu_count() or 1) // n_jobs)
+        self.n_jobs = n_jobs
+        self.executor = ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork"),
+                                            initializer=_start_worker, initargs=(load, config, threads))
+        # A fork-context pool starts every worker on its first submit, before its own threads.
+        self.executor.submit(int).result()
+
+    def run(self, pairs: list[tuple[dict[str, Any], int]]) -> Iterator[tuple[str, int, float | None, float, str | None]]:
+        """Fit these (trial, fold) pairs, started in this order; yield each result as it ends."""
+        from concurrent.futures import as_completed
+
+        futures = [self.executor.submit(_fit_fold_in_worker, trial, fold) for trial, fold in pairs]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ForkedFoldPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def fold_pool(trials: list[dict[str, Any]], *, folds: int, workers: int, load: Callable[[], tuple[Any, Any]],
+              config: CVConfig) -> contextlib.AbstractContextManager[ForkedFoldPool | None]:
+    """A ForkedFoldPool for these trials where one pays (`pool_size` > 1) and this process may fork; else None.
+
+    Call it before reading the data, which starts threads; `load` gives the workers their X, y.
+    """
+    from mlfleet.forking import can_fork
+
+    unique = list({t["trial_id"]: t for t in trials}.values())
+    n_jobs = pool_size(unique, workers=workers, pairs=len(unique) * folds) if unique else 1
+    if n_jobs > 1 and can_fork():
+        return ForkedFoldPool(n_jobs, load=load, config=config)
+    return contextlib.nullcontext()
+
+
+def _start_worker(load: Callable[[], tuple[Any, Any]], config: CVConfig, threads: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from mlfleet.forking import die_with_parent
+
+    die_with_parent()
+    threadpool_limits(limits=threads)
+    X, y = load()
+    _WORKER_DATA.update(X=X, y=y, splits=list(config.splitter().split(X, y)), config=config,
+                        n_classes=len(np.unique(y)) if config.task == "classification" else 0)
+
+
+def _fit_fold_in_worker(trial: dict[str, Any], fold: int) -> tuple[str, int, float | None, float, str | None]:
+    data = _WORKER_DATA
+    return _fit_fold(trial, fold, *data["splits"][fold], data["X"], data["y"], data["config"], data["n_classes"])
+
+
 def cross_validate_trials(
     trials: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, config: CVConfig, *, workers: int,
     on_trial_done: Callable[[dict[str, Any]], Any] | None = None, prune: Pruning | None = None,
+    pool: ForkedFoldPool | None = None,
 ) -> list[dict[str, Any]]:
     """Score every trial on every fold (or, with `prune`, until it is clearly beaten); one row per trial, input order.
 
@@ -124,6 +212,9 @@ def cross_validate_trials(
     leader's on the same folds, and a pruned trial whose mean still ends at or above the best
     complete trial's mean gets its remaining folds run. So the batch's best is always a trial
     scored on every fold.
+
+    `pool`: a ForkedFoldPool over the same X, y and config (see `fold_pool`), used instead of
+    joblib's when given; its workers hold the data, so only (trial, fold) travels.
     """
     from joblib import Parallel, delayed
 
@@ -145,13 +236,17 @@ def cross_validate_trials(
         if on_trial_done:
             on_trial_done(results[key])
 
-    n_jobs = pool_size(unique, workers=workers, pairs=len(unique) * len(splits))
-    with Parallel(n_jobs=n_jobs, return_as="generator_unordered") as parallel:
+    n_jobs = pool.n_jobs if pool is not None else pool_size(unique, workers=workers, pairs=len(unique) * len(splits))
+    with contextlib.nullcontext() if pool is not None else Parallel(n_jobs=n_jobs, return_as="generator_unordered") as parallel:
 
         def run(pairs: list[tuple[dict[str, Any], int]]) -> Iterator[str]:
             """Fit these (trial, fold) pairs, in this order; yield each trial id as a fold of it ends."""
-            jobs = [delayed(_fit_fold)(t, k, *splits[k], X, y, config, n_classes) for t, k in pairs]
-            for key, fold, score, seconds, error in parallel(jobs) if jobs else ():
+            if pool is not None:
+                results: Any = pool.run(pairs)
+            else:
+                jobs = [delayed(_fit_fold)(t, k, *splits[k], X, y, config, n_classes) for t, k in pairs]
+                results = parallel(jobs) if jobs else ()
+            for key, fold, score, seconds, error in results:
                 done[key][fold] = (score, seconds, error)
                 yield key
 

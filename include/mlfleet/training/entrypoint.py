@@ -23,6 +23,7 @@ the CreateTrainingJob request; a Kubernetes pod passes `--hyperparameters`, `--c
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -94,14 +95,17 @@ def load_channel(channel: Path) -> Any:
     return pd.concat(frames, ignore_index=True)
 
 
+def load_arrays(channel: Path, *, features: list[str], target: str) -> tuple[Any, Any]:
+    """The training set as the (X, y) arrays every fit takes."""
+    frame = load_channel(channel)
+    return frame[features].to_numpy(dtype="float64"), frame[target].to_numpy()
+
+
 def run(root: Path, *, workers: int | None = None, on_checkpoint: Any = None) -> list[dict[str, Any]]:
     """Run every trial of the batch not already checkpointed; return all result rows."""
-    from mlfleet.training.cv import CVConfig, Pruning, cross_validate_trials
+    from mlfleet.training.cv import CVConfig, Pruning, cross_validate_trials, fold_pool
 
     job = read_job(root)
-    frame = load_channel(root / "input/data/train")
-    X = frame[job["features"]].to_numpy(dtype="float64")
-    y = frame[job["target"]].to_numpy()
     config = CVConfig(task=job["task"], metric=job["metric"], folds=job["cv"]["folds"], seed=job["cv"]["seed"])
     prune = Pruning(**job["prune"]) if job.get("prune") else None
     checkpoints = root / "checkpoints"
@@ -121,7 +125,13 @@ def run(root: Path, *, workers: int | None = None, on_checkpoint: Any = None) ->
             on_checkpoint(checkpoints / f"{row['trial_id']}.json")
 
     workers = workers or int(os.environ.get("MLFLEET_WORKERS", "0")) or os.cpu_count() or 1
-    cross_validate_trials(todo, X, y, config, workers=workers, on_trial_done=record, prune=prune)
+    load = functools.partial(load_arrays, root / "input/data/train", features=job["features"], target=job["target"])
+    # The pool first: its workers are forked where that is safe, which is before the data is read.
+    with fold_pool(todo, folds=config.folds, workers=workers, load=load, config=config) as pool:
+        if pool is not None:
+            print(f"fold pool: {pool.n_jobs} workers forked from this process", flush=True)
+        X, y = load()
+        cross_validate_trials(todo, X, y, config, workers=workers, on_trial_done=record, prune=prune, pool=pool)
     rows = [json.loads((checkpoints / f"{t['trial_id']}.json").read_text()) for t in job["trials"]]
     write_json_atomic(root / "model/results.json", rows)
     return rows
