@@ -154,3 +154,18 @@ def call_beside(fn: Callable[..., Any], **kwargs: Any) -> Callable[[], Any]:
     if can_fork():
         return ForkedCall(fn, **kwargs).result
     return lambda: fn(**kwargs)
+
+
+def alongside(own: Callable[[], Any], started: list[Callable[[], Any]]) -> tuple[Any, list[Any]]:
+    """`own()` here while the calls `call_beside` started run; then (its value, their values).
+
+    Every started call is collected, also when `own()` raises: then its error is the one raised.
+    """
+    try:
+        value = own()
+    except BaseException:
+        for result in started:
+            with contextlib.suppress(Exception):
+                result()
+        raise
+    return value, [result() for result in started]

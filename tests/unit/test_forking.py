@@ -1,5 +1,6 @@
 """Work forked beside a process: its value or its error comes back, it dies with its parent, it
 never shares the parent's MLflow connections, and a process that may not fork runs it itself.
+A large sweep's MLflow trial runs are logged by two processes, each run once.
 
 Each case runs in a new interpreter that has imported nothing with threads of its own: a pytest
 (xdist) worker has threads, and forking from it is what `can_fork` refuses.
@@ -63,6 +64,27 @@ elif case == "mlflow":
     call = forking.ForkedCall(pool_and_runs)
     tracking.experiment_id(settings, "parent-meanwhile")  # the parent keeps using its own connections
     report({**call.result(), "parent_pool": id(engine.pool)})
+elif case == "trial-runs":
+    from mlflow import MlflowClient
+    from mlfleet.config import Settings
+    from mlfleet.results import tracking
+
+    if os.fork():  # as an Airflow task process is forked: MLflow imported (numpy's threads stay behind)
+        _, status = os.wait()
+        sys.exit(os.waitstatus_to_exitcode(status))
+    settings = Settings()
+    tracking._RUNS_PER_PROCESS = 10
+    os.cpu_count = lambda: 2  # two shares of 20 runs whatever machine runs the test
+    rows = [{"trial_id": f"t{i:02d}", "model": "logistic_l1", "params": {"C": i}, "status": "success",
+             "mean_score": 0.5 + i / 100, "std_score": 0.0, "fold_scores": [0.5], "fit_seconds": 1.0}
+            for i in range(40)]
+    logged = tracking.log_trials(settings=settings, experiment="shared", run_id="r1", rows=rows, metric="roc_auc")
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("shared").experiment_id], max_results=100)
+    report({"logged": logged, "trials": sorted(r.data.tags.get("mlfleet.trial_id", "") for r in runs
+                                                if r.data.tags.get("mlfleet.role") == "trial"),
+            "statuses": sorted({r.info.status for r in runs}), "again": tracking.log_trials(
+                settings=settings, experiment="shared", run_id="r1", rows=rows, metric="roc_auc")})
 else:
     assert forking.can_fork(), "a fresh interpreter without numpy has one thread"
     try:
@@ -135,3 +157,13 @@ def test_a_child_forked_after_the_parent_used_mlflow_opens_its_own_connections(t
     assert value["logged"] == 3
     # SQLAlchemy's fork recipe ran in the child: a new pool, the parent's left to the parent.
     assert value["pool"] != value["parent_pool"]
+
+
+def test_a_large_sweeps_trial_runs_are_shared_between_processes_once_each(tmp_path: Path) -> None:
+    result, out = _run("trial-runs", tmp_path)
+
+    value = result["value"]
+    assert "log_share: running beside this process" in out  # the second share ran in a fork
+    assert value["logged"] == 40 and value["again"] == 0  # every trial once; a retry logs nothing twice
+    assert value["trials"] == [f"t{i:02d}" for i in range(40)]
+    assert value["statuses"] == ["FINISHED"]

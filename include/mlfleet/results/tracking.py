@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlfleet.forking import alongside, call_beside
+
 log = logging.getLogger(__name__)
 
 SWEEP_TAG = "mlfleet.sweep_run_id"
@@ -30,6 +32,8 @@ TRIAL_RUNS_TAG = "mlfleet.trial_runs"  # on the sweep's run: "<trial runs>/<tria
 TRIALS_TABLE = "leaderboard.csv"  # the sweep run's artifact: every trial, as the results' leaderboard.csv
 _MAX_PARAM, _MAX_TAG = 6000, 5000  # MLflow's param value limit; tags are capped well below theirs
 _DISTRIBUTIONS = {"sklearn": "scikit-learn"}  # import name -> PyPI name, where they differ
+# Trial runs a process logs before another one (a fork, where this process may fork) shares the work.
+_RUNS_PER_PROCESS = 50
 
 
 def configure(settings: Any) -> None:
@@ -215,15 +219,20 @@ def log_trials(*, settings: Any, experiment: str, run_id: str, rows: list[dict[s
     done = {r.data.tags.get(TRIAL_TAG) for r in runs if r.info.status in finished}
     partial = {r.data.tags.get(TRIAL_TAG): r.info.run_id for r in runs if r.info.status not in finished}
     chosen_ids = {row["trial_id"] for row in chosen} | set(partial)
-    logged = 0
-    for row in trials:
-        trial_id = row["trial_id"]
-        if trial_id in done or trial_id not in chosen_ids:
-            continue
-        _log_trial_run(client, exp_id=exp_id, parent_id=parent_id, run_id=run_id, row=row, metric=metric,
-                       child_id=partial.get(trial_id))
-        done.add(trial_id)
-        logged += 1
+    todo = list({row["trial_id"]: row for row in trials if row["trial_id"] in chosen_ids - done}.values())
+
+    def log_share(share: list[dict[str, Any]]) -> int:
+        for row in share:
+            _log_trial_run(client, exp_id=exp_id, parent_id=parent_id, run_id=run_id, row=row, metric=metric,
+                           child_id=partial.get(row["trial_id"]))
+        return len(share)
+
+    # Each run is Python work in MLflow's SQLAlchemy store, so more processes log more runs at once;
+    # SQLite (WAL) takes their short write transactions one after the other.
+    processes = max(1, min(os.cpu_count() or 1, len(todo) // _RUNS_PER_PROCESS))
+    shares = [todo[k::processes] for k in range(processes)]
+    mine, theirs = alongside(lambda: log_share(shares[0]), [call_beside(log_share, share=s) for s in shares[1:]])
+    logged = mine + sum(theirs)
     if parent.info.status not in finished:
         client.set_terminated(parent_id, "FINISHED")
     return logged

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any
 
 from mlfleet.config import Settings
-from mlfleet.forking import call_beside
+from mlfleet.forking import alongside, call_beside
 from mlfleet.storage import read_parquet, uri_of, write_json_atomic
 from mlfleet.sweep.batches import collect_rows
 from mlfleet.sweep.context import SweepContext
@@ -35,7 +34,8 @@ def finalize(context: SweepContext, *, settings: Settings, register: bool = True
     # where this process may fork (mlfleet.forking); one after the other where it may not.
     trial_runs = call_beside(results.log_trials, settings=settings, experiment=context.experiment,
                              run_id=context.run_id, rows=rows, metric=spec.metric)
-    try:
+
+    def the_other_steps() -> None:
         results.write_leaderboard(results_dir, board)
         results.parallel_coordinates_html(board, results_dir / "parallel_coordinates.html")
         if spec.search.strategy == "bayes":
@@ -47,11 +47,8 @@ def finalize(context: SweepContext, *, settings: Settings, register: bool = True
         if register and board["best"]:
             board["registered_model"] = register_best(context, board, settings=settings)
             results.write_leaderboard(results_dir, board)
-    except BaseException:
-        with contextlib.suppress(Exception):  # collected either way; this step's own error is the one raised
-            trial_runs()
-        raise
-    trial_runs()
+
+    alongside(the_other_steps, [trial_runs])
     return board
 
 
