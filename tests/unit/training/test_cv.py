@@ -420,3 +420,18 @@ def test_prune_settings_travel_as_hyperparameters(tmp_path: Any) -> None:
     assert hyperparameters["prune_min_folds"] == "3" and hyperparameters["prune_p_value"] == "0.2"
     stage_job(tmp_path / "new", pruned)
     assert read_job(tmp_path / "new")["prune"] == {"min_folds": 3, "p_value": 0.2}
+
+
+def test_fold_chunks_keep_order_and_group_short_fits_up_to_the_chunk_time() -> None:
+    from mlfleet.training.cv import fold_chunks
+
+    short = {"trial_id": "short", "predicted_seconds": 0.1}  # 0.05 s a fold over 2 folds
+    long = {"trial_id": "long", "predicted_seconds": 2.0}
+    unknown = {"trial_id": "unknown"}
+    pairs = [(long, 0), (long, 1)] + [(short, k % 2) for k in range(12)] + [(unknown, 0), (unknown, 1)]
+
+    chunks = fold_chunks(pairs, folds=2, seconds=0.25)
+
+    assert [pair for chunk in chunks for pair in chunk] == pairs  # nothing lost, nothing reordered
+    assert [len(c) for c in chunks] == [1, 1, 5, 5, 2, 1, 1]  # a long fit alone; 5 x 0.05 s; no prediction alone
+    assert fold_chunks([], folds=2) == []
