@@ -73,10 +73,11 @@ def _initialized(uri: str) -> None:
 def _forget_inherited_connections() -> None:
     """In a forked child: leave the parent's pooled MLflow database connections to the parent.
 
-    MLflow's tracking and registry stores keep one SQLAlchemy engine per database for the process's life; a child forked after
-    its parent used one (mlfleet.forking) would otherwise write through the parent's open SQLite
-    connection. SQLAlchemy's recipe for a fork: `dispose(close=False)` in the child, which opens
-    its own connections from then on and never touches the inherited ones.
+    MLflow's tracking and registry stores keep one SQLAlchemy engine per database for the
+    process's life; a child forked after its parent used one (mlfleet.forking) would otherwise
+    write through the parent's open SQLite connection. SQLAlchemy's recipe for a fork:
+    `dispose(close=False)` in the child, which opens its own connections from then on and never
+    touches the inherited ones.
     """
     for name in ("mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store"):
         store = getattr(sys.modules.get(name), "SqlAlchemyStore", None)

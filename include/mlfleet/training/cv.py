@@ -139,13 +139,21 @@ class ForkedFoldPool:
         import multiprocessing
         import os
         from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
 
         threads = max(1, (os.cpu_count() or 1) // n_jobs)
         self.n_jobs, self.folds = n_jobs, config.folds
         self.executor = ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork"),
                                             initializer=_start_worker, initargs=(load, config, threads))
         # A fork-context pool starts every worker on its first submit, before its own threads.
-        self.executor.submit(int).result()
+        try:
+            self.executor.submit(int).result()
+        except BrokenProcessPool:
+            # A worker's `load` raised (no training set, a missing column): raise that error here,
+            # where the batch's failure reports it, not the broken pool it left behind.
+            self.executor.shutdown(wait=True)
+            load()
+            raise
 
     def run(self, pairs: list[tuple[dict[str, Any], int]]) -> Iterator[tuple[str, int, float | None, float, str | None]]:
         """Fit these (trial, fold) pairs, started in this order; yield each result as it ends."""

@@ -70,6 +70,14 @@ elif case == "dead-worker":
         report(error=None)
     except Exception as err:
         report(error=f"{type(err).__name__}: {err}", seconds=time.monotonic() - started)
+elif case == "no-data":
+    for f in (root / "input/data/train").iterdir():
+        f.unlink()
+    try:
+        entrypoint.run(root, workers=2)
+        report(error=None)
+    except Exception as err:
+        report(error=f"{type(err).__name__}: {err}")
 elif case == "orphaned":
     load = lambda: entrypoint.load_arrays(root / "input/data/train", features=features, target="target")
     pool = cv.ForkedFoldPool(2, load=load, config=cv.CVConfig("classification", "roc_auc", 3, 0))
@@ -131,3 +139,10 @@ def test_the_workers_die_with_the_training_process(tmp_path: Path) -> None:
     while any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers):
         assert time.monotonic() < deadline, "a worker outlived the training process"
         time.sleep(0.1)
+
+
+def test_a_training_set_the_workers_cannot_load_fails_with_its_own_error(tmp_path: Path) -> None:
+    result, _ = _run("no-data", tmp_path)
+
+    assert result["error"].startswith("FileNotFoundError: input channel"), result
+    assert "holds no .parquet or .csv file" in result["error"]
