@@ -52,6 +52,9 @@ elif case == "mlflow":
     from mlfleet.config import Settings
     from mlfleet.results import tracking
 
+    if os.fork():  # as an Airflow task process is forked: MLflow imported (numpy's threads stay behind)
+        _, status = os.wait()
+        sys.exit(os.waitstatus_to_exitcode(status))
     settings = Settings()
     tracking.experiment_id(settings, "forked")  # the parent opens MLflow's engine first
     engine = next(iter(SqlAlchemyStore._engine_map.values()))
