@@ -82,9 +82,10 @@ def die_with_parent() -> None:
 class ForkedCall:
     """`fn(**kwargs)` in a forked child that dies with this process; `result()` waits for its value.
 
-    Its value (or its exception's traceback) comes back pickled through a pipe; an exception is
-    raised here as RuntimeError naming the call. What the child printed or logged goes to a
-    temporary file, logged here line by line when it ends, so it lands in the same task log.
+    Its value (or its exception) comes back pickled through a pipe; an exception is raised here as
+    it was, with the child's traceback as a note (one that does not pickle: as RuntimeError with
+    it). What the child printed or logged goes to a temporary file, logged here line by line when
+    it ends, so it lands in the same task log.
     """
 
     def __init__(self, fn: Callable[..., Any], **kwargs: Any) -> None:
@@ -113,9 +114,13 @@ class ForkedCall:
         if not payload:
             raise RuntimeError(f"{self.name} in forked process {self.pid} ended with exit status {code} and no result")
         ok, value = pickle.loads(payload)
-        if not ok:
-            raise RuntimeError(f"{self.name} failed in forked process {self.pid}:\n{value}")
-        return value
+        if ok:
+            return value
+        text, error = value
+        if error is None:  # it could not be pickled: its traceback tells what it was
+            raise RuntimeError(f"{self.name} failed in forked process {self.pid}:\n{text}")
+        error.add_note(f"(raised by {self.name} in forked process {self.pid}:\n{text.rstrip()})")
+        raise error
 
     def _replay_log(self) -> None:
         path = Path(self.log_path)
@@ -133,8 +138,8 @@ def _child(fn: Callable[..., Any], kwargs: dict[str, Any], write_end: int, log_p
         try:
             payload = pickle.dumps((True, fn(**kwargs)))
             code = 0
-        except BaseException:  # noqa: BLE001 - sent to the parent, which raises it
-            payload = pickle.dumps((False, traceback.format_exc()))
+        except BaseException as err:  # noqa: BLE001 - sent to the parent, which raises it
+            payload = pickle.dumps((False, (traceback.format_exc(), _picklable(err))))
             traceback.print_exc()
         with os.fdopen(write_end, "wb") as pipe:
             pipe.write(payload)
@@ -143,6 +148,32 @@ def _child(fn: Callable[..., Any], kwargs: dict[str, Any], write_end: int, log_p
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(code)
+
+
+def _picklable(error: BaseException) -> BaseException | None:
+    """`error` if it survives a round trip through pickle (the parent raises it as it is), else None."""
+    try:
+        copy = pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001 - an exception whose arguments do not pickle
+        return None
+    return copy if type(copy) is type(error) and str(copy) == str(error) else None
+
+
+def in_fork(fn: Callable[..., Any], **kwargs: Any) -> Callable[[], Any]:
+    """Start `fn(**kwargs)` in a forked child; returns a function that waits for its value (or raises its exception).
+
+    For a step that may leave threads behind (Arrow's thread pool after a Parquet read, a
+    database's) in a process that must stay fit to fork: the child takes them when it ends.
+    """
+    return ForkedCall(fn, **kwargs).result
+
+
+def may_fork_steps() -> bool:
+    """Where a process that has imported libraries but started no thread of its own may fork (see
+    mlfleet.preload): Linux, and no Python thread but this one."""
+    import threading
+
+    return sys.platform.startswith("linux") and hasattr(os, "fork") and threading.active_count() == 1
 
 
 def call_beside(fn: Callable[..., Any], **kwargs: Any) -> Callable[[], Any]:

@@ -95,6 +95,20 @@ def test_bad_spec_through_the_installed_command(tmp_path: Path) -> None:
     assert not (home / "experiments").exists()
 
 
+def test_an_error_only_the_data_shows_is_one_line_through_the_installed_command(tmp_path: Path) -> None:
+    # The target is checked against the loaded data, in `prepare`: a step the command runs in a fork.
+    path = tmp_path / "bad.yaml"
+    path.write_text(next(text for text, field in BAD_SPECS.items() if "target: churned" in text))
+    home = tmp_path / "home"
+    proc = subprocess.run([MLFLEET, "sweep", str(path), "--json"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "MLFLEET_HOME": str(home)})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: target: "), proc.stderr[-2000:]
+    assert not (home / "experiments").exists()
+
+
 def test_sweep_json_is_the_leaderboard_alone_on_stdout(tmp_path: Path) -> None:
     home = tmp_path / "home"
     # one worker per batch: the real run skips starting a process pool on this small machine

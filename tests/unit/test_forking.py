@@ -88,12 +88,30 @@ elif case == "trial-runs":
                                                 if r.data.tags.get("mlfleet.role") == "trial"),
             "statuses": sorted({r.info.status for r in runs}), "again": tracking.log_trials(
                 settings=settings, experiment="shared", run_id="r1", rows=rows, metric="roc_auc")})
+elif case in ("spec-error", "unpicklable"):
+    from mlfleet.spec import SpecError
+
+    class Unpicklable(Exception):
+        def __init__(self, handle):
+            super().__init__("no pickle for this one")
+            self.handle = handle
+
+    def raise_it():
+        if case == "spec-error":
+            raise SpecError("target", "'churned' is not a column")
+        raise Unpicklable(threading.Lock())
+
+    try:
+        forking.in_fork(raise_it)()
+    except Exception as err:
+        report(error={"type": type(err).__name__, "text": str(err), "field": getattr(err, "field", None),
+                      "notes": getattr(err, "__notes__", [])})
 else:
     assert forking.can_fork(), "a fresh interpreter without numpy has one thread"
     try:
         report(forking.call_beside({"square": square, "fail": fail, "vanish": vanish}[case], x=3)())
-    except RuntimeError as err:
-        report(error=str(err))
+    except Exception as err:
+        report(error={"type": type(err).__name__, "text": str(err), "notes": getattr(err, "__notes__", [])})
 """
 
 
@@ -114,18 +132,37 @@ def test_a_forked_call_returns_its_value_and_its_output_reaches_the_parents_log(
     assert "squaring 3" in out and "warned from the child" in out  # replayed through the parent's logging
 
 
-def test_an_exception_in_the_child_is_raised_in_the_parent_with_its_traceback(tmp_path: Path) -> None:
+def test_an_exception_in_the_child_is_raised_in_the_parent_as_it_was_with_its_traceback(tmp_path: Path) -> None:
     result, _ = _run("fail", tmp_path)
 
     assert result["value"] is None
-    assert "fail failed in forked process" in result["error"]
-    assert "ValueError: bad input 3" in result["error"]
+    error = result["error"]
+    assert (error["type"], error["text"]) == ("ValueError", "bad input 3")
+    assert "raised by fail in forked process" in error["notes"][0]
+    assert "ValueError: bad input 3" in error["notes"][0]  # the child's traceback
+
+
+def test_a_spec_error_keeps_its_field_across_the_fork(tmp_path: Path) -> None:
+    result, _ = _run("spec-error", tmp_path)
+
+    error = result["error"]
+    assert (error["type"], error["field"]) == ("SpecError", "target")
+    assert error["text"] == "target: 'churned' is not a column"  # the line `mlfleet sweep` prints
+
+
+def test_an_exception_that_does_not_pickle_comes_back_as_its_traceback(tmp_path: Path) -> None:
+    result, _ = _run("unpicklable", tmp_path)
+
+    error = result["error"]
+    assert error["type"] == "RuntimeError"
+    assert "raise_it failed in forked process" in error["text"]
+    assert "Unpicklable: no pickle for this one" in error["text"]
 
 
 def test_a_child_that_ends_without_a_result_is_an_error_not_a_value(tmp_path: Path) -> None:
     result, _ = _run("vanish", tmp_path)
 
-    assert "ended with exit status 3 and no result" in result["error"]
+    assert "ended with exit status 3 and no result" in result["error"]["text"]
 
 
 def test_a_process_with_threads_runs_the_call_itself(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "include" / "mlfleet"
 
 # Lowest first. A module may import from its own layer and any layer listed before it.
 LAYERS: list[set[str]] = [
-    {"storage", "config", "shutdown", "forking"},
+    {"storage", "config", "shutdown", "forking", "preload"},
     {"spec", "training"},
     {"trials", "fit_history", "tuning", "results", "etl"},
     {"backends"},

@@ -23,26 +23,19 @@ A stack with nothing to run for a while loops less often too (`rest_while_quiet`
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import time
 
 from airflow.executors.local_executor import LocalExecutor
 
+from mlfleet.preload import SWEEP_MODULES, preload
+
 log = logging.getLogger(__name__)
 
 # The task runtime's own modules (a new stack's first task otherwise imports them in its
-# supervisor), then what a sweep's prepare, run_batch and end_round import.
-PRELOAD_MODULES = (
-    "airflow.sdk.execution_time.supervisor", "airflow.sdk.execution_time.task_runner",
-    "numpy", "pandas", "pyarrow.parquet", "sklearn.model_selection", "sklearn.metrics", "optuna",
-    "mlflow", "mlflow.sklearn", "mlfleet.sweep", "mlfleet.sweep.prepare", "mlfleet.sweep.finalize",
-    "mlfleet.results", "mlfleet.tuning", "mlfleet.backends.local",
-    # What the training process a local batch forks from its task (mlfleet.backends.local) runs.
-    "mlfleet.training.entrypoint", "mlfleet.training.cv", "mlfleet.training.zoo", "sklearn.linear_model",
-    "sklearn.ensemble", "joblib", "setproctitle",
-)
+# supervisor), then what a sweep's steps import.
+PRELOAD_MODULES = ("airflow.sdk.execution_time.supervisor", "airflow.sdk.execution_time.task_runner", *SWEEP_MODULES)
 
 
 def preload_modules() -> tuple[str, ...]:
@@ -51,18 +44,6 @@ def preload_modules() -> tuple[str, ...]:
     if configured is None:
         return PRELOAD_MODULES
     return tuple(name.strip() for name in configured.split(",") if name.strip())
-
-
-def preload(names: tuple[str, ...]) -> list[str]:
-    """Import each module; returns the ones that failed (logged, not raised)."""
-    failed = []
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception as err:  # noqa: BLE001 - a missing optional library must not stop the scheduler
-            log.warning("mlfleet executor: could not preload %s (%s); tasks will import it themselves", name, err)
-            failed.append(name)
-    return failed
 
 
 def wait_settings() -> tuple[float, float, float]:

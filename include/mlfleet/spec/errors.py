@@ -8,3 +8,6 @@ class SpecError(ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}" if field else message)
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # pickled from a sweep step's fork
+        return type(self), (self.field, self.message)
