@@ -9,9 +9,11 @@ new interpreters, and finalize's MLflow trial runs are logged beside its other s
 Arrow's CPU pool once it reads Parquet) forbid both. What finalize alone imports (MLflow, 2-3 s)
 is imported here while the first batch trains, on the cores it shares with that batch.
 
-Measured on 2 cores (2026-12-03, the 75-fit grid of `make bench`, alternating): 86.8 and 83.1 s
-with every step in this process, 80.5 and 81.8 s with each in a fork (the finalize import then
-still before the first batch).
+Measured on 2 cores (2026-12-03, the 75-fit grid of `make bench`, alternating, each pair in one
+run): 86.8 and 83.1 s with every step in this process, 80.5 and 81.8 s with each in a fork and
+MLflow imported before the first batch; later, on a slower spell of the same VM, 87.9 s in this
+process and 84.6 s in forks with MLflow imported while the batch trains (training then starts
+2.4 s into the command instead of 4.3-4.5 s).
 
 Where steps may not fork (not Linux, or this process runs Python threads of its own, as a pytest
 worker does), they run here, with the same results.
