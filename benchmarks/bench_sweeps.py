@@ -157,16 +157,39 @@ def gridsearch(spec: dict[str, Any]) -> float:
 
 
 def cli_sweep(spec: dict[str, Any], spec_dir: Path) -> dict[str, Any]:
-    """`mlfleet sweep SPEC --json`, as a user runs it."""
+    """`mlfleet sweep SPEC --json`, as a user runs it; its phases from when its progress lines came.
+
+    The header line comes when `prepare` ends and the last "trials done" line when the last batch
+    ends, so start-up (imports, validation, staging), the batches and finalize are told apart.
+    """
     path = spec_dir / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     mlfleet = Path(sys.executable).parent / "mlfleet"
+    out_path = spec_dir / f"{spec['name']}.json"
+    marks: dict[str, float] = {}
+    tail: list[str] = []
     started = time.perf_counter()
-    out = subprocess.run([str(mlfleet), "sweep", str(path), "--json"], capture_output=True, text=True, env=os.environ,
-                         check=True, timeout=7200)
+    with out_path.open("w") as out:  # a file, not a pipe: the leaderboard of 2,000 trials fills one
+        proc = subprocess.Popen([str(mlfleet), "sweep", str(path), "--json"], stdout=out, stderr=subprocess.PIPE,
+                                text=True, env=os.environ)
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            now = time.perf_counter() - started
+            if "round(s)" in line and "prepared_s" not in marks:
+                marks["prepared_s"] = now
+            elif "trials done" in line:
+                marks["batches_done_s"] = now
+            tail = (tail + [line])[-40:]
+        code = proc.wait(timeout=7200)
     wall = time.perf_counter() - started
-    board = json.loads(out.stdout)
-    return {"wall_s": wall, "board": board}
+    if code != 0:
+        raise RuntimeError(f"mlfleet sweep exited {code}: {''.join(tail)}")
+    board = json.loads(out_path.read_text())
+    phases = {}
+    if len(marks) == 2:
+        phases = {"startup_s": marks["prepared_s"], "batches_s": marks["batches_done_s"] - marks["prepared_s"],
+                  "finalize_s": wall - marks["batches_done_s"]}
+    return {"wall_s": wall, "board": board, "phases": phases}
 
 
 def _stamp(value: str | None) -> datetime | None:
@@ -306,7 +329,7 @@ def run(*, settings: Any, workloads: list[tuple[str, dict[str, Any]]], spec_dir:
         # On stderr as soon as measured: a later failure must not lose an hour's figures.
         brief = {k: v for k, v in row.items() if k != "spec"}
         brief["scheduler"] = {k: v for k, v in row["scheduler"].items() if k != "board"}
-        brief["cli"] = {"wall_s": row["cli"]["wall_s"]}
+        brief["cli"] = {"wall_s": row["cli"]["wall_s"], **row["cli"]["phases"]}
         print(json.dumps({label: brief}, default=str), file=sys.stderr, flush=True)
     results["pruning"] = {label: pruning(spec, settings=settings) for label, spec in with_pruning}
     return results
