@@ -11,6 +11,7 @@ from mlfleet.storage import read_parquet, uri_of, write_json_atomic
 from mlfleet.sweep.batches import collect_rows
 from mlfleet.sweep.context import SweepContext
 from mlfleet.sweep.propose import open_study, proposed_trials, record, record_history
+from mlfleet.training.zoo import THREADED_MODELS
 
 
 def finalize(context: SweepContext, *, settings: Settings, register: bool = True) -> dict[str, Any]:
@@ -67,20 +68,32 @@ def fit_best(context: SweepContext, best: dict[str, Any], *, data_path: str | No
     X, y = frame[context.features], frame[spec.target]
     n_classes = int(y.nunique()) if spec.task == "classification" else 0
     model = build_estimator(best["model"], best["params"], task=spec.task, seed=spec.cv.seed, n_classes=n_classes)
-    return _fit_on_every_core(model, X, y, user_set="n_jobs" in best["params"]), X
+    return _fit_on_every_core(model, X, y, spread=refit_spreads(best["model"], best["params"])), X
 
 
-def _fit_on_every_core(model: Any, X: Any, y: Any, *, user_set: bool) -> Any:
-    """Fit with `n_jobs` = every core, then give the model back its own `n_jobs`.
+def refit_spreads(model_type: str, params: dict[str, Any]) -> bool:
+    """Whether the best trial's refit gets every core: a model whose `n_jobs` counts threads, and
+    not set by the user.
+
+    The forests, XGBoost and LightGBM run `n_jobs` threads. The other `n_jobs` in the zoo count
+    processes (one-vs-rest logistic regression: a loky pool, whose start took 5.6-6.4 s before an
+    iris refit that takes 0.03 s on one core, 2 cores, 2026-12-03) or nothing (binary
+    LogisticRegression ignores it since scikit-learn 1.8, with a FutureWarning).
+    """
+    return model_type in THREADED_MODELS and "n_jobs" not in params
+
+
+def _fit_on_every_core(model: Any, X: Any, y: Any, *, spread: bool) -> Any:
+    """Fit with `n_jobs` = every core where `spread`, then give the model back its own `n_jobs`.
 
     Trials fit on one core each (the batch runs one per core), but this refit runs alone: its
     cores would idle. The forests, XGBoost and LightGBM give the same model for any `n_jobs` (a
-    test holds it to that), so only the wall time changes. A user's own `n_jobs` is left alone.
+    test holds it to that), so only the wall time changes.
     """
     import os
 
     params = model.get_params(deep=False)
-    if user_set or "n_jobs" not in params:
+    if not spread or "n_jobs" not in params:
         return model.fit(X, y)
     own = params["n_jobs"]
     model.set_params(n_jobs=os.cpu_count() or 1)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# The model types whose `n_jobs` is a number of threads (the forests' joblib threads, XGBoost's and
+# LightGBM's OpenMP), not of processes.
+THREADED_MODELS = frozenset({"xgboost", "lightgbm", "random_forest"})
+
 
 def build_estimator(model_type: str, params: dict[str, Any], *, task: str, seed: int, n_classes: int = 2) -> Any:
     """Build the estimator a trial trains; identical calls give identical estimators."""
