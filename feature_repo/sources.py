@@ -8,6 +8,7 @@ import os
 from datetime import timedelta
 
 from feast import FeatureView, Field, FileSource
+from feast.data_format import ParquetFormat
 from feast.types import Float64, String
 
 from entities import customer
@@ -37,4 +38,5 @@ events = FeatureView(
 
 def offline_table(name: str) -> FileSource:
     """Where the ETL writes a view's daily partitions (`feature_date=YYYY-MM-DD`)."""
-    return FileSource(name=f"{name}_table", path=f"{OFFLINE}/{name}", timestamp_field="event_timestamp")
+    return FileSource(name=f"{name}_table", path=f"{OFFLINE}/{name}", timestamp_field="event_timestamp",
+                      file_format=ParquetFormat())
