@@ -287,7 +287,47 @@ def get_settings() -> Settings:
     return settings
 
 
+# What feature_store.yaml's `offline_store: type:` expands to, and what sources.py reads to declare
+# the offline tables as Spark sources for the Spark offline store (the other stores read FileSources).
+FEAST_OFFLINE_STORE = "MLFLEET_FEAST_OFFLINE_STORE"
+_chosen_offline_store: str | None = None  # mlfleet's own last choice, told apart from a user's value
+
+
 def export_feature_env(settings: Settings) -> None:
-    """MLFLEET_HOME (the online store) and MLFLEET_FEATURE_ROOT (registry, sources), absolute."""
+    """MLFLEET_HOME (the online store), MLFLEET_FEATURE_ROOT (registry, sources), absolute, and
+    MLFLEET_FEAST_OFFLINE_STORE (the offline store), all of which the Feast repo expands."""
     os.environ["MLFLEET_HOME"] = str(settings.home_dir)
     os.environ["MLFLEET_FEATURE_ROOT"] = settings.feature_root
+    os.environ[FEAST_OFFLINE_STORE] = feast_offline_store(settings)
+
+
+def feast_offline_store(settings: Settings) -> str:
+    """The Feast offline store training sets are read through.
+
+    A type the configured file names outright wins (production's `spark`). Otherwise the file
+    expands MLFLEET_FEAST_OFFLINE_STORE: the user's value if they set one, else DuckDB for a local
+    feature root and Feast's dask store (`file`) for an s3:// one, since DuckDB reaches S3 only
+    through its httpfs extension, which it downloads on first use (impossible offline).
+    """
+    global _chosen_offline_store
+    current = os.environ.get(FEAST_OFFLINE_STORE)
+    named = _named_offline_store(settings)
+    if not named and current and current != _chosen_offline_store:
+        return current  # the user's
+    from mlfleet.storage import is_remote
+
+    _chosen_offline_store = named or ("file" if is_remote(settings.feature_root) else "duckdb")
+    return _chosen_offline_store
+
+
+def _named_offline_store(settings: Settings) -> str | None:
+    """`offline_store.type` of the configured Feast file when it is not a `${VARIABLE}`."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(settings.feast_config_path.read_text())
+    except (OSError, yaml.YAMLError):  # missing or broken: repository.repo_config names the problem
+        return None
+    offline = document.get("offline_store") if isinstance(document, dict) else None
+    kind = offline.get("type") if isinstance(offline, dict) else offline
+    return kind if isinstance(kind, str) and "$" not in kind else None

@@ -35,6 +35,57 @@ def test_get_settings_exports_what_the_feast_repo_expands(tmp_path: Path, monkey
     assert os.environ["MLFLEET_FEATURE_ROOT"] == STORE
 
 
+def test_the_offline_store_follows_the_feature_root_unless_chosen(tmp_path: Path, monkeypatch) -> None:
+    """DuckDB locally; dask (`file`) on S3, where DuckDB would need to download httpfs; a user's or
+    a file's own choice wins."""
+    import yaml
+
+    from mlfleet.features import repository as features
+
+    monkeypatch.setenv("MLFLEET_HOME", str(tmp_path))
+    monkeypatch.setenv("MLFLEET_OBJECT_STORE_URI", STORE)
+    monkeypatch.delenv("MLFLEET_FEAST_CONFIG", raising=False)
+    monkeypatch.delenv("MLFLEET_FEAST_OFFLINE_STORE", raising=False)
+    monkeypatch.delenv("MLFLEET_ETL_BACKEND", raising=False)
+    assert features.repo_config(get_settings()).offline_store.type == "duckdb"
+    monkeypatch.setenv("MLFLEET_ETL_BACKEND", "emr_serverless")
+    get_settings()  # mlfleet's own earlier export is not taken for a user's choice
+    assert os.environ["MLFLEET_FEAST_OFFLINE_STORE"] == "file"
+    monkeypatch.setenv("MLFLEET_FEAST_OFFLINE_STORE", "duckdb")  # httpfs downloadable here, say
+    get_settings()
+    assert os.environ["MLFLEET_FEAST_OFFLINE_STORE"] == "duckdb"
+
+    monkeypatch.setenv("MLFLEET_FEAST_CONFIG", "feature_store.production.yaml")  # names `spark` itself
+    get_settings()
+    assert os.environ["MLFLEET_FEAST_OFFLINE_STORE"] == "spark"
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    with features._repo_on_path(get_settings().feature_repo):
+        import sources
+
+        assert isinstance(sources.offline_table("customer_spend"), SparkSource)  # the Spark store reads no other
+    own = tmp_path / "feature_store.yaml"
+    document = yaml.safe_load((Path(get_settings().feature_repo) / "feature_store.yaml").read_text())
+    own.write_text(yaml.safe_dump({**document, "offline_store": {"type": "file"}}))
+    monkeypatch.setenv("MLFLEET_FEAST_CONFIG", str(own))
+    get_settings()
+    assert os.environ["MLFLEET_FEAST_OFFLINE_STORE"] == "file"
+
+
+def test_an_unset_offline_store_variable_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """Outside mlfleet (the `feast` CLI) nothing exports it: the file is refused, naming it."""
+    from mlfleet.features import repository as features
+    from mlfleet.spec import SpecError
+
+    monkeypatch.setenv("MLFLEET_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLEET_FEAST_CONFIG", raising=False)
+    settings = get_settings()
+    monkeypatch.setattr("mlfleet.features.tables.connect", lambda settings: None)  # no export, as by hand
+    monkeypatch.delenv("MLFLEET_FEAST_OFFLINE_STORE")
+    with pytest.raises(SpecError, match="unset environment variable\\(s\\) MLFLEET_FEAST_OFFLINE_STORE"):
+        features.repo_config(settings)
+
+
 def test_the_repo_sources_follow_the_feature_root(tmp_path: Path, monkeypatch) -> None:
     from mlfleet.features import repository as features
 
