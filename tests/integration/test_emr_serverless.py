@@ -184,6 +184,8 @@ def test_operator_runs_the_built_request_and_a_retry_reattaches(aws, emr_ready, 
     for view in ("customer_spend", "customer_channels"):
         day = [k for k in written if k.startswith(f"{prefix}/offline/{view}/feature_date=2026-09-01/")]
         assert any(k.endswith(".parquet") for k in day), written
+        stats = [k for k in written if k.startswith(f"{prefix}/offline/_stats/{view}/feature_date=2026-09-01/")]
+        assert any(k.endswith(".parquet") for k in stats), written  # the drift check's statistics, on S3 too
     assert keys(aws, bucket, f"{prefix}/logs/emr/applications/{application}/jobs/{job_id}/SPARK_DRIVER/")
 
     retry = build_request()
@@ -298,6 +300,14 @@ def feature_outputs(settings: Any) -> dict[str, pd.DataFrame]:
     entity_df = labels[["customer_id", "event_timestamp", "churned"]]
     out["training_set"] = sorted_frame(training_sets.training_set(settings, "churn_v1", entity_df=entity_df),
                                        ["event_timestamp", "customer_id"])
+    # the drift check's window, merged from the per-day statistics the job wrote beside the tables
+    from mlfleet.drift.window import recent_statistics
+
+    window, _ = recent_statistics(settings, features=[f.name for v in repository.online_views(fs) for f in v.features],
+                                  days=settings.drift_window_days)
+    out["drift_statistics"] = pd.DataFrame([{"feature": f, "bucket": b, "count": c, "low": lo, "high": hi}
+                                            for f, s in sorted(window.items())
+                                            for b, c, lo, hi in zip(s.bucket, s.count, s.low, s.high)])
     return out
 
 

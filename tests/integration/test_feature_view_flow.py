@@ -96,6 +96,17 @@ def test_new_view_file_flows_to_training_set(airflow_db, tmp_path, monkeypatch) 
     assert table["feature_date"].nunique() == 42
     assert table["electronics_share_14d"].between(0, 1).all() and table["electronics_share_14d"].std() > 0
 
+    # and, beside it, each day's statistics of the view's features: what the drift check reads
+    from mlfleet.drift import sketch
+
+    stats = pd.read_parquet(settings.offline_dir / "_stats" / "customer_electronics")
+    assert stats["feature_date"].nunique() == 42 and set(stats["feature"]) == {"electronics_share_14d"}
+    last = table[table["feature_date"].astype(str) == "2026-09-11"]["electronics_share_14d"]
+    day = sketch.from_table(stats[stats["feature_date"].astype(str) == "2026-09-11"])["electronics_share_14d"]
+    assert day.n == last.notna().sum() and day.low.tolist() == sketch.from_values(last).low.tolist()
+    spend_stats = pd.read_parquet(settings.offline_dir / "_stats" / "customer_spend")
+    assert set(spend_stats["feature"]) == {"spend_7d", "spend_28d", "orders_7d", "orders_28d", "avg_amount_28d"}
+
     # served online after materialize
     fs = features.store(settings)
     online = fs.get_online_features(features=["customer_electronics:electronics_share_14d"],

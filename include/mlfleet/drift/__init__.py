@@ -1,5 +1,6 @@
-"""Drift: the statistics (PSI, KS, the report) and the monitor that runs them per champion."""
+"""Drift: the statistics (PSI, KS, the report; exact on rows, or from mergeable sketches) and the monitor
+that runs them per champion on statistics only."""
 
-from mlfleet.drift.statistics import PSI_EPSILON, drift_report, ks, psi, write_drift_report
+from mlfleet.drift.statistics import PSI_EPSILON, drift_report, ks, psi, sketch_drift_report, write_drift_report
 
-__all__ = ["PSI_EPSILON", "drift_report", "ks", "psi", "write_drift_report"]
+__all__ = ["PSI_EPSILON", "drift_report", "ks", "psi", "sketch_drift_report", "write_drift_report"]

@@ -1,4 +1,4 @@
-"""Drift monitoring: compare each champion's training reference with the newest feature window."""
+"""Drift monitoring: compare each champion's training statistics with the newest window's statistics."""
 
 from __future__ import annotations
 
@@ -32,17 +32,21 @@ def check_model(settings: Settings, name: str, *, run: MonitorRun | None = None)
     check rewrites the same report instead of adding a second one.
     """
     from mlfleet import results
-    from mlfleet.drift import statistics
-    from mlfleet.features.training_sets import recent_features
+    from mlfleet.drift import sketch, statistics
+    from mlfleet.drift.window import recent_statistics
 
     info = results.champion(settings, name)
     if not info or "mlfleet.feature_service" not in info["tags"]:
         return None
     columns = json.loads(info["tags"]["mlfleet.features"])
-    reference = results.load_reference(settings, name)
-    current = recent_features(settings, features=columns, days=settings.drift_window_days)
-    report = statistics.drift_report(
-        reference=reference, current=current, features=columns,
+    # Statistics only, on both sides: the champion's training sketches and the window's per-day ones.
+    stored = results.load_reference_statistics(settings, name)
+    if stored is None:  # registered before statistics: sketch its training frame (reads rows, once per check)
+        stored = sketch.of_frame(results.load_reference(settings, name))
+    reference, n_reference = sketch.from_json(stored)
+    current, n_current = recent_statistics(settings, features=columns, days=settings.drift_window_days)
+    report = statistics.sketch_drift_report(
+        reference=reference, current=current, features=columns, n_reference=n_reference, n_current=n_current,
         psi_threshold=settings.drift_psi_threshold, ks_pvalue=settings.drift_ks_pvalue,
         ks_statistic=settings.drift_ks_statistic,
     )

@@ -11,7 +11,9 @@ BatchFeatureView derived from the raw `events` view is computed by its own trans
 written to its own source's path, so a new view file needs no change here.
 Each run overwrites exactly the partitions of its interval (dynamic partition overwrite), so a
 re-run of the same day replaces that day and never duplicates it. The churn labels (the entity
-rows training sets are built from) are written alongside, as `labels/snapshot_date=...`.
+rows training sets are built from) are written alongside, as `labels/snapshot_date=...`, and so
+are each view's per-day feature statistics, `_stats/<view>/feature_date=...` (what the drift check
+reads instead of the rows).
 
 This file imports only pyspark and feast: it is shipped alone to the cluster.
 """
@@ -26,6 +28,9 @@ from datetime import date, timedelta
 from typing import Any
 
 RAW_VIEW = "events"
+STATS_DIR = "_stats"  # offline/_stats/<view>/feature_date=...: what the drift check reads
+# The bucket scheme of mlfleet.drift.sketch, copied (this file ships alone; a test keeps them equal).
+SKETCH_GAMMA, SKETCH_TINY, SKETCH_OFFSET = 1.01, 1e-9, 4000
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -96,6 +101,36 @@ def compute_view(view: Any, events: Any, feature_dates: Any) -> Any:
     return result.select(*expected, stamp.alias(view.batch_source.timestamp_field), "feature_date")
 
 
+def feature_statistics(table: Any, features: list[str]) -> Any:
+    """Per day and feature, a log-bucket histogram: (feature_date, feature, bucket, count, low, high).
+
+    Days merge exactly (sum the counts, min the lows, max the highs), so the drift check reads a few
+    KB per view and day instead of the rows; see mlfleet.drift.sketch for the scheme. Null, NaN and
+    infinite values are left out, as the drift statistics leave them out.
+    """
+    import math
+
+    from pyspark.sql import functions as F
+
+    pairs = F.explode(F.array(*[F.struct(F.lit(f).alias("feature"), F.col(f).cast("double").alias("value"))
+                                for f in features]))
+    values = table.select("feature_date", pairs.alias("pair")).select("feature_date", "pair.feature", "pair.value")
+    finite = values.where(F.col("value").isNotNull() & ~F.isnan("value") & (F.abs("value") < float("inf")))
+    magnitude = F.abs("value")
+    index = F.lit(SKETCH_OFFSET) + F.ceil(F.log(magnitude) / F.lit(math.log(SKETCH_GAMMA)))
+    bucket = F.when(magnitude < SKETCH_TINY, F.lit(0)).otherwise(F.signum("value") * index).cast("long")
+    return finite.withColumn("bucket", bucket).groupBy("feature_date", "feature", "bucket").agg(
+        F.count(F.lit(1)).alias("count"), F.min("value").alias("low"), F.max("value").alias("high"))
+
+
+def numeric_features(view: Any, table: Any) -> list[str]:
+    """The view's feature columns (not its entity keys) that hold numbers: the ones drift is checked on."""
+    from pyspark.sql.types import NumericType
+
+    types = {field.name: field.dataType for field in table.schema.fields}
+    return [f.name for f in view.features if isinstance(types.get(f.name), NumericType)]
+
+
 def compute_labels(events: Any, snapshots: Any, *, lookback_days: int, horizon_days: int) -> Any:
     """Churn labels: customers active in the lookback before a snapshot; churned = no purchase in the horizon after."""
     from pyspark.sql import functions as F
@@ -139,6 +174,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         os.environ["MLFLEET_HOME"] = args.home
     if args.feature_root:
         os.environ["MLFLEET_FEATURE_ROOT"] = args.feature_root
+    # feature_store.yaml names its offline store through this variable; the job reads only the registry
+    # (never the offline store), so any valid store does where the cluster's environment lacks it.
+    os.environ.setdefault("MLFLEET_FEAST_OFFLINE_STORE", "file")
     only = {v for v in args.views.split(",") if v}
     views = derived_views(args.feature_repo, only)
     lookback = max([args.lookback_days] + [int(v.tags.get("lookback_days", 0)) for v in views])
@@ -151,8 +189,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         path = view.batch_source.path
         # One file per day: the offline store reads every file of a view on each retrieval.
         table.repartition("feature_date").write.mode("overwrite").partitionBy("feature_date").parquet(path)
-        summary["views"][view.name] = {"path": path, "rows": spark.read.parquet(path).where(
-            f"feature_date between '{args.start}' and '{args.end}'").count()}
+        written = spark.read.parquet(path).where(f"feature_date between '{args.start}' and '{args.end}'")
+        # Statistics from the days just written (not a second run of the transformation), same overwrite.
+        stats_path = f"{args.offline.rstrip('/')}/{STATS_DIR}/{view.name}"
+        stats = feature_statistics(written, numeric_features(view, written))
+        stats.repartition("feature_date").write.mode("overwrite").partitionBy("feature_date").parquet(stats_path)
+        summary["views"][view.name] = {"path": path, "rows": written.count(), "statistics": stats_path}
     # Labels for a snapshot need the horizon after it: label the days whose horizon ends in this interval.
     horizon = args.churn_horizon_days
     label_days = [d - timedelta(days=horizon) for d in interval]

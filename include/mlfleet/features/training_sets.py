@@ -1,4 +1,4 @@
-"""Point-in-time training sets, labels and recent feature windows, read through Feast.
+"""Point-in-time training sets and labels, read through Feast.
 
 A customer with no feature row in a view's TTL before its timestamp had no events in that window,
 so its counts and sums are 0: missing values in a training set are filled with 0.
@@ -10,9 +10,10 @@ from typing import Any
 
 from mlfleet.config import Settings
 from mlfleet.features import tables
-from mlfleet.features.repository import online_views, store
+from mlfleet.features.repository import store
 
 ENTITY_TIMESTAMP = "event_timestamp"
+ENTITY_ROW = "mlfleet_entity_row"  # numbers the entity rows through Feast's join
 
 
 def service_features(settings: Settings, service: str) -> list[str]:
@@ -32,16 +33,36 @@ def _service_features(fs: Any, service: str) -> list[str]:
 
 
 def training_set(settings: Settings, service: str, *, entity_df: Any) -> Any:
-    """Point-in-time-correct join of the service's features onto labelled entity rows.
+    """Point-in-time-correct join of the service's features onto labelled entity rows: one row each.
 
     A customer with no feature row in a view's TTL before its timestamp had no events in that
     window, so its counts and sums are 0: missing values are filled with 0.
     """
+    import pandas as pd
+
     fs = store(settings)
     features = _service_features(fs, service)
-    frame = fs.get_historical_features(entity_df=entity_df, features=fs.get_feature_service(service)).to_df()
-    frame[features] = frame[features].astype("float64").fillna(0.0)
+    if ENTITY_ROW in entity_df.columns:
+        raise ValueError(f"entity_df: column {ENTITY_ROW!r} is reserved for numbering its rows; rename it")
+    rows = entity_df.reset_index(drop=True)
+    numbered = rows.assign(**{ENTITY_ROW: range(len(rows))})
+    svc = fs.get_feature_service(service)
+    found = _historical(fs, numbered, svc, features)
+    if len(found) < len(numbered):
+        # Feast's dask store (`file`, for an s3:// feature root) drops an entity row when all of one
+        # view's rows for it are older than the TTL; asked view by view, it loses only that view.
+        found = pd.concat([_historical(fs, numbered, [f"{p.name_to_use()}:{f.name}" for f in p.features],
+                                       [f.name for f in p.features])
+                           for p in svc.feature_view_projections], axis=1)
+    frame = rows.join(found[features].astype("float64")).fillna({name: 0.0 for name in features})
+    frame[ENTITY_TIMESTAMP] = pd.to_datetime(frame[ENTITY_TIMESTAMP], utc=True)  # Spark's come back naive UTC
     return frame.sort_values([ENTITY_TIMESTAMP, "customer_id"]).reset_index(drop=True)
+
+
+def _historical(fs: Any, entity_df: Any, features: Any, names: list[str]) -> Any:
+    """Feast's point-in-time join of `features` (a service or refs), indexed by entity row number."""
+    found = fs.get_historical_features(entity_df=entity_df, features=features).to_df()
+    return found.set_index(ENTITY_ROW)[names]
 
 
 def read_labels(settings: Settings) -> Any:
@@ -56,25 +77,3 @@ def read_labels(settings: Settings) -> Any:
     frame = frame.drop(columns=[c for c in ("snapshot_date",) if c in frame.columns])
     frame[ENTITY_TIMESTAMP] = pd.to_datetime(frame[ENTITY_TIMESTAMP], utc=True)
     return frame
-
-
-def recent_features(settings: Settings, *, features: list[str], days: int) -> Any:
-    """The newest `days` of the offline feature tables holding `features`, for drift checks.
-
-    Views differ in row counts, so columns are padded with NaN; drift statistics drop NaNs.
-    """
-    import pandas as pd
-
-    columns: dict[str, Any] = {}
-    for view in online_views(store(settings)):
-        wanted = [f.name for f in view.features if f.name in features]
-        if not wanted:
-            continue
-        table = tables.read_parquet(view.batch_source.path, columns=[*wanted, "feature_date"])
-        stamp = pd.to_datetime(table["feature_date"].astype(str))
-        recent = table[stamp > stamp.max() - pd.Timedelta(days=days)]
-        columns.update({name: recent[name].astype("float64").reset_index(drop=True) for name in wanted})
-    missing = sorted(set(features) - set(columns))
-    if missing:
-        raise LookupError(f"no online feature view holds {missing}")
-    return pd.DataFrame(columns)

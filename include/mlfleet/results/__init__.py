@@ -6,13 +6,13 @@ so `import mlfleet.results` stays cheap for DAG parsing and the CLI.
 
 from mlfleet.results.leaderboard import build_leaderboard, read_leaderboard, write_leaderboard
 from mlfleet.results.plots import parallel_coordinates_html
+from mlfleet.results.reference import load_reference, load_reference_statistics
 from mlfleet.results.tracking import (
     champion,
     configure,
     experiment_id,
     list_champions,
     load_model,
-    load_reference,
     log_trials,
     record_version_tags,
     register_model,
@@ -27,6 +27,7 @@ __all__ = [
     "list_champions",
     "load_model",
     "load_reference",
+    "load_reference_statistics",
     "log_trials",
     "parallel_coordinates_html",
     "read_leaderboard",

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ STATUS_TAG = "mlfleet.status"
 ERROR_TAG = "mlfleet.error"
 SCORE_TAG = "mlfleet.score"
 CHAMPION, CHALLENGER = "champion", "challenger"
-REFERENCE_DIR, REFERENCE_FILE = "reference", "reference.parquet"
+REFERENCE_DIR, REFERENCE_FILE = "reference", "reference.parquet"  # the frame itself: versions before statistics
 TRIAL_RUNS_TAG = "mlfleet.trial_runs"  # on the sweep's run: "<trial runs>/<trials>", e.g. "200/2000"
 TRIALS_TABLE = "leaderboard.csv"  # the sweep run's artifact: every trial, as the results' leaderboard.csv
 _MAX_PARAM, _MAX_TAG = 6000, 5000  # MLflow's param value limit; tags are capped well below theirs
@@ -273,13 +272,16 @@ def _versions_of_sweep(client: Any, name: str, run_id: str) -> list[Any]:
 
 
 def register_model(
-    *, settings: Any, experiment: str, run_id: str, model: Any, X_sample: Any, reference: Any,
+    *, settings: Any, experiment: str, run_id: str, model: Any, X_sample: Any, reference_statistics: dict[str, Any],
     tags: dict[str, str], score: float,
 ) -> dict[str, Any]:
-    """Log + register the sweep's best model; the first version of a name becomes `champion`, later
-    ones `challenger` (promotion is the retraining DAG's decision). Once per sweep run_id."""
+    """Log + register the sweep's best model, with its training frame's statistics (JSON, see
+    `mlfleet.drift.sketch.of_frame`) as its drift baseline; the first version of a name becomes
+    `champion`, later ones `challenger` (promotion is the retraining DAG's decision). Once per sweep run_id."""
     import mlflow
     import mlflow.sklearn
+
+    from mlfleet.results.reference import log_reference_statistics
 
     client = _client(settings)
     existing = _versions_of_sweep(client, experiment, run_id)
@@ -289,10 +291,8 @@ def register_model(
     earlier = _find_runs(client, exp_id, run_id, "best")  # logged, then the task died before registering
     new_run = {"experiment_id": exp_id, "run_name": f"{run_id}-best", "tags": {SWEEP_TAG: run_id, ROLE_TAG: "best"}}
     run_kwargs = {"run_id": earlier[0].info.run_id} if earlier else new_run
-    with mlflow.start_run(**run_kwargs), tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / REFERENCE_FILE
-        reference.to_parquet(local, index=False)
-        mlflow.log_artifact(str(local), artifact_path=REFERENCE_DIR)
+    with mlflow.start_run(**run_kwargs):
+        log_reference_statistics(reference_statistics)  # statistics, not rows: the drift check reads these
         mlflow.log_metric("score", float(score))
         # cloudpickle, not MLflow's default skops: skops cannot rebuild the MLP's torch tensors, its
         # import walks all of scikit-learn (10+ s, in every loader too), and the types it trusts on load
@@ -332,17 +332,6 @@ def load_model(settings: Any, model_uri: str) -> Any:
 
     configure(settings)
     return mlflow.sklearn.load_model(model_uri)
-
-
-def load_reference(settings: Any, name: str, alias: str = CHAMPION) -> Any:
-    """The training features the aliased version was fitted on: the drift baseline."""
-    import pandas as pd
-
-    client = _client(settings)
-    mv = client.get_model_version_by_alias(name, alias)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(mv.run_id, f"{REFERENCE_DIR}/{REFERENCE_FILE}", tmp)
-        return pd.read_parquet(local)
 
 
 def set_alias(settings: Any, name: str, alias: str, version: str | int) -> None:

@@ -112,6 +112,7 @@ def register_fitted(context: SweepContext, best: dict[str, Any], *, model: Any, 
                     extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
     """Register a fitted model as a version of the experiment's model, with what produced it as tags."""
     from mlfleet import results
+    from mlfleet.drift import sketch
 
     spec = context.experiment_spec
     tags = {
@@ -129,7 +130,8 @@ def register_fitted(context: SweepContext, best: dict[str, Any], *, model: Any, 
     tags.update(extra_tags or {})
     info = results.register_model(
         settings=settings, experiment=context.experiment, run_id=context.run_id, model=model,
-        X_sample=X.head(5).astype("float64"), reference=X, tags=tags, score=best["mean_score"],
+        X_sample=X.head(5).astype("float64"), reference_statistics=sketch.of_frame(X), tags=tags,
+        score=best["mean_score"],
     )
     write_json_atomic(context.results_path / "model" / "registered.json", {**info, "tags": tags})
     return info

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from mlfleet import results
+from mlfleet.drift import sketch
 from mlfleet.results.tracking import ROLE_TAG, SWEEP_TAG, TRIAL_RUNS_TAG, TRIAL_TAG, TRIALS_TABLE
 
 
@@ -191,7 +192,8 @@ def registered(settings, data):
 
     def register(run_id, score):
         return results.register_model(settings=settings, experiment="churn", run_id=run_id, model=model,
-                                      X_sample=X.head(5), reference=X, tags={"mlfleet.spec": "abc"}, score=score)
+                                      X_sample=X.head(5), reference_statistics=sketch.of_frame(X),
+                                      tags={"mlfleet.spec": "abc"}, score=score)
 
     return register("sweep-a", 0.99), register("sweep-a", 0.5), register("sweep-b", 0.98)
 
@@ -219,8 +221,37 @@ def test_load_model_and_reference(settings, data, registered):
     loaded = results.load_model(settings, results.champion(settings, "churn")["model_uri"])
     assert (loaded.predict(X) == model.predict(X)).all()
     assert (loaded.predict(X) == y).mean() > 0.95
-    pd.testing.assert_frame_equal(results.load_reference(settings, "churn"), X)
-    pd.testing.assert_frame_equal(results.load_reference(settings, "churn", alias="challenger"), X)
+    # The drift reference is the training frame's statistics, not its rows.
+    artifacts = {a.path for a in client(settings).list_artifacts(results.champion(settings, "churn")["run_id"],
+                                                                  "reference")}
+    assert artifacts == {"reference/statistics.json"}
+    for alias in ("champion", "challenger"):
+        sketches, rows = sketch.from_json(results.load_reference_statistics(settings, "churn", alias=alias))
+        assert rows == len(X) and list(sketches) == list(X.columns)
+        for column, summary in sketches.items():
+            expected = sketch.from_values(X[column])
+            assert summary.count.tolist() == expected.count.tolist() and summary.low.tolist() == expected.low.tolist()
+
+
+def test_a_version_registered_before_statistics_keeps_its_frame(settings, data):
+    """Older versions logged the whole training frame: it still loads (the drift check sketches it)."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+    import mlflow.sklearn
+
+    X, _, model = data
+    results.configure(settings)
+    with mlflow.start_run(experiment_id=results.experiment_id(settings, "legacy")), \
+            tempfile.TemporaryDirectory() as tmp:
+        X.to_parquet(Path(tmp) / "reference.parquet", index=False)
+        mlflow.log_artifact(str(Path(tmp) / "reference.parquet"), artifact_path="reference")
+        info = mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
+    version = mlflow.register_model(info.model_uri, "legacy").version
+    results.set_alias(settings, "legacy", "champion", version)
+    pd.testing.assert_frame_equal(results.load_reference(settings, "legacy"), X)
+    assert results.load_reference_statistics(settings, "legacy") is None
 
 
 def test_set_alias_and_version_tags(settings, registered):
