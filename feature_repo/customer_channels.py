@@ -12,19 +12,33 @@ from sources import events, offline_table
 
 
 def customer_channel_features(events, feature_dates):
-    """events: raw events (customer_id, event_date, channel, category, ...); feature_dates: feature_date."""
+    """events: raw events (customer_id, event_date, channel, category, ...); feature_dates: feature_date.
+
+    Events are first counted per customer and day (channel counts, the day's set of categories),
+    and only those daily rows are joined to the feature dates of their window: a customer-day is
+    joined 28 times, not each of its events. The interval's few days are broadcast (without the
+    hint Spark plans a cartesian product). Shares divide by the events that have a channel, as
+    avg(channel == x) did; the window's categories are the distinct union of the daily sets.
+    """
     from pyspark.sql import functions as F
 
-    window = feature_dates.join(
-        events,
-        (events.event_date > F.date_sub(feature_dates.feature_date, 28))
-        & (events.event_date <= feature_dates.feature_date),
+    daily = events.groupBy("customer_id", "event_date").agg(
+        F.count(F.when(F.col("channel") == "app", 1)).alias("app"),
+        F.count(F.when(F.col("channel") == "store", 1)).alias("store"),
+        F.count("channel").alias("channels"),
+        F.collect_set("category").alias("categories"),
     )
+    dates = F.broadcast(feature_dates)
+    window = dates.join(
+        daily,
+        (daily.event_date > F.date_sub(dates.feature_date, 28)) & (daily.event_date <= dates.feature_date),
+    )
+    channels = F.sum("channels").cast("double")
     return window.groupBy("customer_id", "feature_date").agg(
-        F.avg((F.col("channel") == "app").cast("double")).alias("app_share_28d"),
-        F.avg((F.col("channel") == "store").cast("double")).alias("store_share_28d"),
-        F.countDistinct("category").cast("bigint").alias("categories_28d"),
-        F.datediff(F.first("feature_date"), F.max("event_date")).cast("bigint").alias("days_since_last_order"),
+        F.try_divide(F.sum("app").cast("double"), channels).alias("app_share_28d"),
+        F.try_divide(F.sum("store").cast("double"), channels).alias("store_share_28d"),
+        F.size(F.array_distinct(F.flatten(F.collect_list("categories")))).cast("bigint").alias("categories_28d"),
+        F.datediff(F.col("feature_date"), F.max("event_date")).cast("bigint").alias("days_since_last_order"),
     )
 
 

@@ -18,21 +18,33 @@ from sources import events, offline_table
 
 
 def customer_spend_features(events, feature_dates):
-    """events: raw events (customer_id, event_date, amount, ...); feature_dates: feature_date."""
+    """events: raw events (customer_id, event_date, amount, ...); feature_dates: feature_date.
+
+    Events are first summed per customer and day, and only those daily rows are joined to the
+    feature dates of their window: a customer-day is joined 28 times, not each of its events.
+    The interval's days are few, so they are broadcast (without the hint Spark has no size for
+    them and plans a cartesian product). Non-null amounts are counted beside the sums so the
+    average stays avg(amount).
+    """
     from pyspark.sql import functions as F
 
-    joined = feature_dates.join(
-        events,
-        (events.event_date > F.date_sub(feature_dates.feature_date, 28))
-        & (events.event_date <= feature_dates.feature_date),
+    daily = events.groupBy("customer_id", "event_date").agg(
+        F.sum("amount").alias("spend"),
+        F.count("amount").alias("amounts"),
+        F.count("*").alias("orders"),
     )
-    last_7d = events.event_date > F.date_sub(feature_dates.feature_date, 7)
-    return joined.groupBy("customer_id", "feature_date").agg(
-        F.sum(F.when(last_7d, F.col("amount")).otherwise(0.0)).alias("spend_7d"),
-        F.sum("amount").alias("spend_28d"),
-        F.sum(F.when(last_7d, 1).otherwise(0)).cast("bigint").alias("orders_7d"),
-        F.count("*").cast("bigint").alias("orders_28d"),
-        F.avg("amount").alias("avg_amount_28d"),
+    dates = F.broadcast(feature_dates)
+    window = dates.join(
+        daily,
+        (daily.event_date > F.date_sub(dates.feature_date, 28)) & (daily.event_date <= dates.feature_date),
+    )
+    last_7d = window.event_date > F.date_sub(window.feature_date, 7)
+    return window.groupBy("customer_id", "feature_date").agg(
+        F.sum(F.when(last_7d, F.col("spend")).otherwise(0.0)).alias("spend_7d"),
+        F.sum("spend").alias("spend_28d"),
+        F.sum(F.when(last_7d, F.col("orders")).otherwise(0)).cast("bigint").alias("orders_7d"),
+        F.sum("orders").cast("bigint").alias("orders_28d"),
+        F.try_divide(F.sum("spend"), F.sum("amounts")).cast("double").alias("avg_amount_28d"),
     )
 
 
