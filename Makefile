@@ -11,12 +11,13 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # same large libraries, and compiling them from source each time costs seconds per process.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install system-deps demo test test-fast bench bench-large screenshots up down clean
+.PHONY: help install system-deps demo test test-fast bench bench-data bench-large screenshots up down clean
 
 help:
 	@echo "make demo   - set up .venv, run the whole loop on generated data, print where to look"
 	@echo "make test   - set up .venv, run the whole test suite"
 	@echo "make bench  - run the benchmarks, write docs/benchmarks.md"
+	@echo "make bench-data - the data path at 100 k, 1 M and 10 M events, write docs/benchmarks-data.md"
 	@echo "make bench-large - 10,000 trials in one sweep, write docs/benchmarks-large.md"
 	@echo "make screenshots - drive the results UI in headless Chromium, write docs/images/ui/*.png"
 
@@ -60,6 +61,11 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# The data path (feature job, materialize, training sets, drift, online reads) beside what a user could
+# do by hand, at 100 k, 1 M and 10 M events; BENCH_DATA_SCALES=100k,1M to iterate on fewer sizes.
+bench-data: install
+	$(BIN)/python benchmarks/data_bench.py
 
 bench-large: install
 	$(BIN)/python benchmarks/run.py --large
