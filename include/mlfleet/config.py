@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     kubernetes_startup_timeout_seconds: int = Field(default=600, ge=1)
     # ETL: local Spark, or the same script on EMR Serverless.
     etl_backend: EtlBackend = "spark_local"
+    # The Feast offline store training sets and materialization read through, where the Feast file
+    # leaves it to mlfleet (feature_store.yaml): unset, DuckDB for a local feature root and `file`
+    # (dask, through s3fs) for an s3:// one; `duckdb` on S3 where DuckDB can download httpfs.
+    offline_store: str | None = None
     emr_application_id: str | None = None
     emr_execution_role_arn: str | None = None
     # Extra spark-submit parameters for EMR (e.g. the Python environment archive with Feast).
@@ -289,8 +293,9 @@ def get_settings() -> Settings:
 
 # What feature_store.yaml's `offline_store: type:` expands to, and what sources.py reads to declare
 # the offline tables as Spark sources for the Spark offline store (the other stores read FileSources).
+# mlfleet always writes it from settings: a value left in the environment by an earlier task, or
+# for another feature root, is never read back as a choice (the user's is `MLFLEET_OFFLINE_STORE`).
 FEAST_OFFLINE_STORE = "MLFLEET_FEAST_OFFLINE_STORE"
-_chosen_offline_store: str | None = None  # mlfleet's own last choice, told apart from a user's value
 
 
 def export_feature_env(settings: Settings) -> None:
@@ -304,20 +309,15 @@ def export_feature_env(settings: Settings) -> None:
 def feast_offline_store(settings: Settings) -> str:
     """The Feast offline store training sets are read through.
 
-    A type the configured file names outright wins (production's `spark`). Otherwise the file
-    expands MLFLEET_FEAST_OFFLINE_STORE: the user's value if they set one, else DuckDB for a local
-    feature root and Feast's dask store (`file`) for an s3:// one, since DuckDB reaches S3 only
-    through its httpfs extension, which it downloads on first use (impossible offline).
+    A type the configured file names outright wins (production's `spark`); else the setting
+    `MLFLEET_OFFLINE_STORE`; else DuckDB for a local feature root and Feast's dask store (`file`)
+    for an s3:// one, since DuckDB reaches S3 only through its httpfs extension, which it
+    downloads on first use (impossible offline).
     """
-    global _chosen_offline_store
-    current = os.environ.get(FEAST_OFFLINE_STORE)
-    named = _named_offline_store(settings)
-    if not named and current and current != _chosen_offline_store:
-        return current  # the user's
     from mlfleet.storage import is_remote
 
-    _chosen_offline_store = named or ("file" if is_remote(settings.feature_root) else "duckdb")
-    return _chosen_offline_store
+    return (_named_offline_store(settings) or settings.offline_store
+            or ("file" if is_remote(settings.feature_root) else "duckdb"))
 
 
 def _named_offline_store(settings: Settings) -> str | None:

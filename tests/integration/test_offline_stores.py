@@ -120,6 +120,7 @@ def test_every_offline_store_gives_the_same_point_in_time_training_set(redis_url
     monkeypatch.delenv("MLFLEET_FEATURE_REPO", raising=False)  # the repo as checked in
     monkeypatch.delenv("MLFLEET_FEAST_CONFIG", raising=False)
     monkeypatch.delenv("MLFLEET_FEAST_OFFLINE_STORE", raising=False)
+    monkeypatch.delenv("MLFLEET_OFFLINE_STORE", raising=False)
     monkeypatch.setenv("MLFLEET_REDIS_CONNECTION", redis_url)
 
     settings = get_settings()
@@ -153,7 +154,7 @@ def test_every_offline_store_gives_the_same_point_in_time_training_set(redis_url
         "spend_28d"]  # a second before: the day before's row
     assert (expected[[*spend_values(1, 0)]] == 0.0).all(axis=1).sum() > len(SNAPSHOTS)  # gaps past the TTL
 
-    stores = {"duckdb": {}, "file": {"MLFLEET_FEAST_OFFLINE_STORE": "file"},
+    stores = {"duckdb": {}, "file": {"MLFLEET_OFFLINE_STORE": "file"},
               "spark": {"MLFLEET_FEAST_CONFIG": PRODUCTION}}
     seconds = {}
     try:

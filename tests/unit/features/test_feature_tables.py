@@ -46,14 +46,19 @@ def test_the_offline_store_follows_the_feature_root_unless_chosen(tmp_path: Path
     monkeypatch.setenv("MLFLEET_OBJECT_STORE_URI", STORE)
     monkeypatch.delenv("MLFLEET_FEAST_CONFIG", raising=False)
     monkeypatch.delenv("MLFLEET_FEAST_OFFLINE_STORE", raising=False)
+    monkeypatch.delenv("MLFLEET_OFFLINE_STORE", raising=False)
     monkeypatch.delenv("MLFLEET_ETL_BACKEND", raising=False)
     assert features.repo_config(get_settings()).offline_store.type == "duckdb"
     monkeypatch.setenv("MLFLEET_ETL_BACKEND", "emr_serverless")
-    get_settings()  # mlfleet's own earlier export is not taken for a user's choice
+    get_settings()  # the earlier export for a local root (still in the environment) is not a choice
     assert os.environ["MLFLEET_FEAST_OFFLINE_STORE"] == "file"
-    monkeypatch.setenv("MLFLEET_FEAST_OFFLINE_STORE", "duckdb")  # httpfs downloadable here, say
+    monkeypatch.setenv("MLFLEET_OFFLINE_STORE", "duckdb")  # httpfs downloadable here, say
     get_settings()
     assert os.environ["MLFLEET_FEAST_OFFLINE_STORE"] == "duckdb"
+    monkeypatch.delenv("MLFLEET_OFFLINE_STORE")
+    monkeypatch.setenv("MLFLEET_FEAST_OFFLINE_STORE", "duckdb")  # left by a task for another root
+    get_settings()
+    assert os.environ["MLFLEET_FEAST_OFFLINE_STORE"] == "file"
 
     monkeypatch.setenv("MLFLEET_FEAST_CONFIG", "feature_store.production.yaml")  # names `spark` itself
     get_settings()
