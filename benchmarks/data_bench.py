@@ -176,7 +176,7 @@ def report(results: dict[str, Any], machine: dict[str, str]) -> str:
         lines += [f"## {label} events ({scale['events']:,} events, {scale['customers']:,} customers)", "",
                   table(["stage", "mlfleet s", "by hand s", "ratio", "target", "mlfleet wall s", "mlfleet peak MiB",
                          "by hand peak MiB"], rows), ""]
-        rows = [[f"materialize (production: Spark offline store, Redis)", f"{stages['materialize-redis']['seconds']:.2f}",
+        rows = [["materialize (production: Spark offline store, Redis)", f"{stages['materialize-redis']['seconds']:.2f}",
                  f"{stages['materialize-redis']['wall']:.1f}", _mib(stages["materialize-redis"])]]
         lines += [table(["other stage", "s", "wall s", "peak MiB"], rows), ""]
         online = [[store, *(f"{stages[f'online-read-{store}'][k]:.2f}" for k in ("p50_1_ms", "p99_1_ms", "p50_100_ms", "p99_100_ms"))]

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -103,7 +103,7 @@ def _entity_df(settings: Any) -> Any:
 
 @stage("training-set")
 def training_set(args: argparse.Namespace) -> dict[str, Any]:
-    from mlfleet.features import repository, training_sets
+    from mlfleet.features import training_sets
 
     settings = _settings()
     _warm_store(settings)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import warnings
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from feature_rows import VIEWS, spend_values
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = "feature_store.production.yaml"
@@ -25,25 +26,6 @@ DAYS = [date(2026, 8, 1), date(2026, 8, 2), date(2026, 8, 3)]
 UNKNOWN = 999  # never written
 
 pytestmark = pytest.mark.slow
-
-
-def spend_rows(c: int, k: int) -> dict[str, Any]:
-    """customer_spend values of customer c on day k, distinct for every (c, k)."""
-    return {"spend_7d": 10.0 * c + k + 0.25, "spend_28d": 100.0 * c + k + 0.5, "orders_7d": c + k,
-            "orders_28d": 10 * c + k, "avg_amount_28d": c + k / 10}
-
-
-def channel_rows(c: int, k: int) -> dict[str, Any]:
-    return {"app_share_28d": (c + k) / 20, "store_share_28d": (c * k) / 40, "categories_28d": c + 2 * k,
-            "days_since_last_order": 3 * c + k}
-
-
-VIEWS = {
-    "customer_spend": (spend_rows, {"spend_7d": pa.float64(), "spend_28d": pa.float64(), "orders_7d": pa.int64(),
-                                    "orders_28d": pa.int64(), "avg_amount_28d": pa.float64()}),
-    "customer_channels": (channel_rows, {"app_share_28d": pa.float64(), "store_share_28d": pa.float64(),
-                                         "categories_28d": pa.int64(), "days_since_last_order": pa.int64()}),
-}
 
 
 def write_offline_table(root: Path, view: str) -> None:
@@ -119,7 +101,7 @@ def test_feature_service_served_from_redis(redis_url: str, tmp_path: Path, monke
     # a stale offline rerun of an older day does not overwrite the newer online values
     features.materialize(settings, start=start, end=start + timedelta(days=1))
     again = fs.get_online_features(features=service, entity_rows=[{"customer_id": c} for c in CUSTOMERS]).to_dict()
-    assert again["spend_28d"] == pytest.approx([spend_rows(c, newest)["spend_28d"] for c in CUSTOMERS])
+    assert again["spend_28d"] == pytest.approx([spend_values(c, newest)["spend_28d"] for c in CUSTOMERS])
 
 
 def test_production_config_needs_the_redis_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

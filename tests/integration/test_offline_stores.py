@@ -16,12 +16,13 @@ import time
 import warnings
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from feature_rows import VIEWS, channel_values, spend_values
 
 PRODUCTION = "feature_store.production.yaml"
 FIRST_DAY = date(2026, 8, 1)
@@ -37,26 +38,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("restore_environment")]
 
 def midnight(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
-
-
-def spend_values(c: int, k: int) -> dict[str, Any]:
-    """customer_spend of customer c on day k, distinct for every (c, k)."""
-    return {"spend_7d": 10.0 * c + k + 0.25, "spend_28d": 100.0 * c + k + 0.5, "orders_7d": c + k,
-            "orders_28d": 10 * c + k, "avg_amount_28d": c + k / 10}
-
-
-def channel_values(c: int, k: int) -> dict[str, Any]:
-    return {"app_share_28d": (c + k) / 20, "store_share_28d": (c * k) / 40, "categories_28d": c + 2 * k,
-            "days_since_last_order": 3 * c + k}
-
-
-VIEWS = {
-    "customer_spend": (spend_values, {"spend_7d": pa.float64(), "spend_28d": pa.float64(),
-                                      "orders_7d": pa.int64(), "orders_28d": pa.int64(),
-                                      "avg_amount_28d": pa.float64()}),
-    "customer_channels": (channel_values, {"app_share_28d": pa.float64(), "store_share_28d": pa.float64(),
-                                           "categories_28d": pa.int64(), "days_since_last_order": pa.int64()}),
-}
 
 
 def has_row(view: str, c: int, k: int, ttl_days: int) -> bool:

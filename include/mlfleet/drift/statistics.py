@@ -11,7 +11,6 @@ of `mlfleet.drift.sketch`); the exact functions on rows stay the yardstick the t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
