@@ -58,6 +58,10 @@ def _warm_store(settings: Any) -> Any:
 
     fs = repository.store(settings)
     get_offline_store_from_config(fs.config.offline_store)
+    if fs.config.offline_store.type == "duckdb":
+        import ibis
+
+        ibis.get_backend()  # the DuckDB backend ibis loads on first use (entry points, ~0.7 s)
     return fs
 
 

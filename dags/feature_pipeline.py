@@ -14,8 +14,8 @@ Daily: raw events → offline feature tables → online store, for the run's dat
 
    Either writes one date-partitioned table per feature view, and the churn labels; a re-run
    overwrites its days, never duplicates.
-3. **materialize** loads the interval into the online store and updates the `mlfleet_features`
-   asset, which schedules `drift_monitor`.
+3. **materialize** writes each customer's newest row of the interval to the online store and
+   updates the `mlfleet_features` asset, which schedules `drift_monitor`.
 
 Params `start`/`end` (YYYY-MM-DD, date pickers in the trigger form; both inclusive) override the
 interval for backfills.

@@ -60,7 +60,7 @@ def emr_job_runs(days: dict[str, str], run_id: str | None = None) -> list[dict[s
 
 @task(outlets=[FEATURES_ASSET], trigger_rule="none_failed_min_one_success")
 def materialize(days: dict[str, str], outlet_events: Any = None) -> dict[str, Any]:
-    """Load the interval into the online store and stamp the asset event with it."""
+    """The newest row per customer of the interval to the online store; the asset event carries the interval."""
     from mlfleet.etl.interval import materialize_window
     from mlfleet.features import repository
 
