@@ -7,7 +7,7 @@ ones are what a user could write on the same machine without mlfleet:
 
     materialize    repository.materialize            bulk-newest   DuckDB newest row per customer, one Feast write per view
     training-set   training_sets.training_set        duckdb-asof   DuckDB ASOF join of the same label rows and tables
-    drift          drift.monitor.drift_statistics    numpy-drift   numpy PSI/KS over the window's rows and the training set
+    drift          sketch reference vs recent_statistics  numpy-drift   numpy PSI/KS over the window's rows and the training set
     online-read    Feast get_online_features, 1 and 100 entities (p50/p99)
 """
 
