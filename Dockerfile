@@ -16,6 +16,13 @@ RUN pip install --no-cache-dir -r /opt/mlfleet/requirements-trial.txt -c /opt/ml
 COPY pyproject.toml README.md /opt/mlfleet/
 COPY include /opt/mlfleet/include
 RUN pip install --no-cache-dir --no-deps /opt/mlfleet
+# Trials run as an unprivileged user, uid/gid 1000 (the pod's runAsUser, mlfleet.backends.kubernetes):
+# /opt/ml, where the entrypoint writes its SageMaker layout, and its home (library caches) are its own.
+RUN groupadd --gid 1000 mlfleet \
+ && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/mlfleet --shell /usr/sbin/nologin mlfleet \
+ && mkdir -p /opt/ml \
+ && chown -R 1000:1000 /opt/ml
+USER 1000:1000
 # SageMaker runs `docker run <image> train`; the entrypoint takes "train" as its command.
 ENTRYPOINT ["python", "-m", "mlfleet.training.entrypoint"]
 CMD ["train"]

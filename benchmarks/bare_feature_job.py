@@ -47,7 +47,7 @@ def main() -> None:
         F.collect_set("category").alias("categories"),
     )
     days = (args.end - args.start).days + 1
-    dates = spark.createDataFrame([(args.start + timedelta(days=i),) for i in range(days)], "feature_date date")
+    dates = spark.range(1).select(F.explode(F.sequence(F.lit(args.start), F.lit(args.end))).alias("feature_date"))
     window = dates.join(daily, (daily.event_date > F.date_sub(dates.feature_date, WINDOW_DAYS))
                         & (daily.event_date <= dates.feature_date))
     last_7d = window.event_date > F.date_sub(window.feature_date, 7)
@@ -76,7 +76,7 @@ def main() -> None:
     snapshots = [args.start + timedelta(days=i) - timedelta(days=HORIZON_DAYS) for i in range(days)]
     snapshots = [d for d in snapshots if d.toordinal() % 7 == 0]
     if snapshots:
-        snaps = spark.createDataFrame([(d,) for d in snapshots], "snapshot_date date")
+        snaps = spark.range(1).select(F.explode(F.array(*[F.lit(d) for d in snapshots])).alias("snapshot_date"))
         around = snaps.join(daily, (daily.event_date >= F.date_sub(snaps.snapshot_date, WINDOW_DAYS))
                             & (daily.event_date < F.date_add(snaps.snapshot_date, HORIZON_DAYS)))
         before = around.event_date < around.snapshot_date

@@ -4,7 +4,7 @@
 Runs one experiment spec (models × search space × CV folds) as a parallel sweep.
 
 1. **prepare**: loads the spec (`spec_file`, one of specs/*.yaml, or a pasted `spec`: YAML or JSON
-   text, an object, or a path; it wins), applies the form's overrides (`backend`, `n_trials`,
+   text or an object, never a path; it wins), applies the form's overrides (`backend`, `n_trials`,
    `max_parallel`, `timeout_minutes`), validates the result against its data, stages the training
    set and proposes the first round; a bad spec or override fails here, naming the field, before
    any trial.
@@ -21,7 +21,7 @@ Runs one experiment spec (models × search space × CV folds) as a parallel swee
 
 from __future__ import annotations
 
-from mlfleet.airflow.dag_defaults import mlfleet_dag
+from mlfleet.airflow.dag_defaults import batch_timeout, mlfleet_dag, task_timeout
 from mlfleet.airflow.params import experiment_sweep_params
 from mlfleet.airflow.rounds import sweep_round
 from mlfleet.airflow.sweep_tasks import FinalizeSweep, prepare
@@ -29,10 +29,12 @@ from mlfleet.airflow.sweep_tasks import FinalizeSweep, prepare
 DAG_ID = "experiment_sweep"
 
 
+# Batches run as long as their spec's budget.timeout_minutes allows: the DAG's execution_timeout is
+# the longest any spec may ask for (run_batch is mapped at run time); prepare gets an ordinary task's.
 @mlfleet_dag(dag_id=DAG_ID, doc_md=__doc__, schedule=None, tag="experiments", max_active_runs=4,
-             params=experiment_sweep_params())
+             execution_timeout=batch_timeout(), params=experiment_sweep_params())
 def experiment_sweep():
-    sweep_round(prepare(), dag_id=DAG_ID, end=FinalizeSweep)
+    sweep_round(prepare.override(execution_timeout=task_timeout())(), dag_id=DAG_ID, end=FinalizeSweep)
 
 
 experiment_sweep()

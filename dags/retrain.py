@@ -16,7 +16,7 @@ Triggered by `drift_monitor` with conf `{"model": <registered model>, "drifted_f
 
 from __future__ import annotations
 
-from mlfleet.airflow.dag_defaults import mlfleet_dag
+from mlfleet.airflow.dag_defaults import batch_timeout, mlfleet_dag, task_timeout
 from mlfleet.airflow.params import retrain_params
 from mlfleet.airflow.retrain_tasks import DecideRetrain, prepare
 from mlfleet.airflow.rounds import sweep_round
@@ -24,9 +24,11 @@ from mlfleet.airflow.rounds import sweep_round
 DAG_ID = "retrain"
 
 
-@mlfleet_dag(dag_id=DAG_ID, doc_md=__doc__, schedule=None, tag="retraining", params=retrain_params())
+# As experiment_sweep: batches get the longest batch any spec may ask for, prepare an ordinary task's.
+@mlfleet_dag(dag_id=DAG_ID, doc_md=__doc__, schedule=None, tag="retraining", execution_timeout=batch_timeout(),
+             params=retrain_params())
 def retrain():
-    sweep_round(prepare(), dag_id=DAG_ID, end=DecideRetrain)
+    sweep_round(prepare.override(execution_timeout=task_timeout())(), dag_id=DAG_ID, end=DecideRetrain)
 
 
 retrain()

@@ -28,9 +28,21 @@ def _err(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _exit_on_bad_setting(err: ValueError) -> None:
+    """A bad MLFLEET_* value (e.g. MLFLEET_MAX_TIMEOUT_MINUTES=inf) is one line naming the variable, exit 2."""
+    from pydantic import ValidationError
+
+    if isinstance(err, ValidationError) and err.title in ("Settings", "Limits"):
+        first = err.errors(include_url=False)[0]
+        variable = f"MLFLEET_{str(first['loc'][0]).upper()}" if first["loc"] else "settings"
+        _err(f"error: {variable}: {str(first['msg']).removeprefix('Value error, ')}")
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def up() -> None:
-    """Start local Airflow (api-server, scheduler, dag-processor, triggerer) under MLFLEET_HOME."""
+    """Start local Airflow (api-server, scheduler, dag-processor, triggerer, log server; all on 127.0.0.1)
+    under MLFLEET_HOME."""
     from mlfleet.devstack import stack
     from mlfleet.config import get_settings
 
@@ -67,6 +79,9 @@ def sweep(
     except SpecError as err:
         _err(f"error: {err}")
         raise typer.Exit(2) from None
+    except ValueError as err:
+        _exit_on_bad_setting(err)
+        raise
     if as_json:
         print(json.dumps(board, indent=2, default=str))
     else:
@@ -91,11 +106,16 @@ def plan(
     except SpecError as err:
         _err(f"error: {err}")
         raise typer.Exit(2) from None
+    except ValueError as err:
+        _exit_on_bad_setting(err)
+        raise
     if as_json:
         print(json.dumps(result, indent=2, default=str))
         return
     print(f"{result['experiment']} on {result['backend']}: {result['n_trials']} trials, {result['rounds']} round(s); "
           f"round 0 in {len(result['batches'])} batch(es)  (run id {result['run_id']})")
+    if result.get("notice"):
+        print(f"note: {result['notice']}")
     for batch in result["batches"]:
         res = batch["resources"]
         print(f"\n# {batch['batch_id']}: {len(batch['trials'])} trials, ~{batch['predicted_seconds']:.0f} core-s, "

@@ -44,7 +44,38 @@ DEFAULT_SAGEMAKER_INSTANCES = [
 DEFAULT_GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
-class Settings(BaseSettings):
+class Limits(BaseSettings):
+    """What one DAG run may make the deployment spend: the most a spec may ask for, and how long a task
+    may run. Whoever can trigger a DAG writes the spec; the deployment sets these (MLFLEET_MAX_*).
+
+    Part of `Settings`, and also read on its own where a whole `Settings` is not wanted: wherever a spec
+    is validated (`mlfleet.spec`), and when a DAG file sets its tasks' execution_timeout.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MLFLEET_", frozen=True)
+
+    # One batch's budget.timeout_minutes, at most (24 hours).
+    max_timeout_minutes: float = Field(default=1440, gt=0, allow_inf_nan=False)
+    # budget.max_parallel: batches (SageMaker jobs, pods) one sweep runs side by side, at most.
+    max_parallel: int = Field(default=64, ge=1)
+    # resources (a trial's, or a model's own): the largest single SageMaker training instance,
+    # ml.p5.48xlarge (192 vCPU, 2,048 GiB, 8 GPUs).
+    max_cpu: float = Field(default=192, gt=0, allow_inf_nan=False)
+    max_memory_gb: float = Field(default=2048, gt=0, allow_inf_nan=False)
+    max_gpu: int = Field(default=8, ge=0)
+    # search.batch_size: trials a bayes round proposes at once.
+    max_batch_size: int = Field(default=256, ge=1)
+    # Trials one sweep may have (search.n_trials, or a grid's count): 10x the largest measured
+    # (10,000, docs/benchmarks-large.md).
+    max_trials: int = Field(default=100_000, ge=1)
+    # Rounds one bayes sweep may run (ceil(n_trials / batch_size)); each is a DAG run of its own.
+    max_rounds: int = Field(default=1000, ge=1)
+    # execution_timeout of every task but a batch (prepare, finalize, the feature and drift tasks).
+    # A batch task's is max_timeout_minutes plus this much (staging, start-up, waiting for capacity).
+    task_timeout_minutes: float = Field(default=120, gt=0, allow_inf_nan=False)
+
+
+class Settings(Limits):
     """Everything an operator may change without editing a DAG."""
 
     model_config = SettingsConfigDict(env_prefix="MLFLEET_", frozen=True)
@@ -144,6 +175,9 @@ class Settings(BaseSettings):
     # leaves it to mlfleet (feature_store.yaml): unset, DuckDB for a local feature root and `file`
     # (dask, through s3fs) for an s3:// one; `duckdb` on S3 where DuckDB can download httpfs.
     offline_store: str | None = None
+    # DuckDB's own memory limit for the embedded offline store (materialize, training sets): above it
+    # DuckDB spills to `<home>/duckdb-spill` instead of holding the interval (docs/data-scale.md).
+    duckdb_memory_limit: str = "1GB"
     emr_application_id: str | None = None
     emr_execution_role_arn: str | None = None
     # Extra spark-submit parameters for EMR (e.g. the Python environment archive with Feast).
@@ -285,8 +319,10 @@ class Settings(BaseSettings):
 
 def get_settings() -> Settings:
     """Read settings now (not at import), and export what the Feast repo's YAML and sources expand."""
+    from mlfleet.storage.private import private_dir  # storage imports nothing of config; lazily all the same
+
     settings = Settings()
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.home_dir)  # 0700: it holds the deployment's secrets and credentials
     export_feature_env(settings)
     return settings
 

@@ -1,4 +1,4 @@
-"""Trials: expand a spec's search space (grid, random) and pack trials into batches.
+"""Trials: expand a spec's search space (grid, random), count it, and pack trials into batches.
 
 A trial's id comes from its identity (model type + params), so the same trial gets the same
 id, job name and output path on every retry and every scheduler restart.
@@ -11,7 +11,7 @@ import json
 import math
 import random
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 from mlfleet.spec import ExperimentSpec, Range, param_domain
 from mlfleet.storage import short_digest
@@ -77,14 +77,124 @@ def sample_params(domains: dict[str, Any], rng: random.Random) -> dict[str, Any]
 
 
 def expand_random(spec: ExperimentSpec) -> list[Trial]:
-    """`n_trials` draws, models taken in turn, seeded by `cv.seed` so a rerun draws the same."""
+    """`n_trials` distinct trials, or every configuration when the space holds fewer.
+
+    Models are taken in turn and the draws are seeded by `cv.seed`, so a rerun draws the same;
+    the first `n_trials` draws are what they always were, so existing sweeps keep their trials. A
+    draw that repeats a configuration is drawn again (at most `RANDOM_REDRAWS` extra draws, a
+    model whose every configuration is drawn sits out); what the draws still miss of a finite
+    space is then taken in order (`configurations`).
+    """
+    wanted = spec.search.n_trials or 0
+    sizes = [model_space_size(entry.params) for entry in spec.models]
     rng = random.Random(spec.cv.seed)
-    trials = []
-    for i in range(spec.search.n_trials or 0):
-        index = i % len(spec.models)
+    found: dict[str, Trial] = {}
+    drawn: list[set[str]] = [set() for _ in spec.models]  # the distinct ids each model has drawn
+
+    def draw(index: int) -> None:
         entry = spec.models[index]
-        trials.append(make_trial(entry.type, sample_params(entry.params, rng), index))
-    return _unique(trials)
+        trial = make_trial(entry.type, sample_params(entry.params, rng), index)
+        drawn[index].add(trial.trial_id)
+        found.setdefault(trial.trial_id, trial)
+
+    for turn in range(wanted):
+        draw(turn % len(spec.models))
+    redraws = 0
+    while len(found) < wanted and redraws < max(RANDOM_REDRAWS, wanted):
+        open_models = [i for i, size in enumerate(sizes) if size is None or len(drawn[i]) < size]
+        if not open_models:
+            break
+        draw(open_models[redraws % len(open_models)])
+        redraws += 1
+    for trial in configurations(spec):
+        if len(found) >= wanted:
+            break
+        found.setdefault(trial.trial_id, trial)
+    return list(found.values())
+
+
+# Extra draws random search makes for repeats (at least; `n_trials` when that is more) before it
+# takes the rest of a finite space in order.
+RANDOM_REDRAWS = 100
+
+
+def param_values(raw: Any) -> Sequence[Any] | None:
+    """Every value a parameter can take, when there are finitely many: a list's distinct choices
+    (distinct as trial ids see them), an int range's integers, a fixed value; None for a float range."""
+    domain = param_domain(raw)
+    if isinstance(domain, Range):
+        if domain.kind == "int":
+            return range(int(round(domain.low)), int(round(domain.high)) + 1)
+        return [domain.low] if domain.low == domain.high else None
+    if isinstance(domain, list):
+        distinct: dict[str, Any] = {}
+        for value in domain:
+            distinct.setdefault(json.dumps(value, sort_keys=True, default=str), value)
+        return list(distinct.values())
+    return [domain]
+
+
+def model_space_size(params: dict[str, Any]) -> int | None:
+    """How many distinct configurations one model's params hold; None when a float range makes it unbounded."""
+    values = [param_values(raw) for raw in params.values()]
+    if any(v is None for v in values):
+        return None
+    return math.prod(len(v) for v in values if v is not None)
+
+
+def configurations(spec: ExperimentSpec) -> Iterator[Trial]:
+    """Every configuration of the spec's finite models, model by model in the spec's order and each
+    model's params as a grid would list them; lazily, so a large int range costs only what is read.
+    Models with a float range are left out (their configurations cannot be listed)."""
+    for index, entry in enumerate(spec.models):
+        keys = list(entry.params)
+        values = [param_values(entry.params[k]) for k in keys]
+        if any(v is None for v in values):
+            continue
+        for combination in _product([v for v in values if v is not None]):
+            yield make_trial(entry.type, dict(zip(keys, combination)), index)
+
+
+def _product(values: list[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
+    """`itertools.product` without materializing its inputs (an int range may hold millions)."""
+    if not values:
+        yield ()
+        return
+    for head in values[0]:
+        for rest in _product(values[1:]):
+            yield (head, *rest)
+
+
+def distinct_configurations(spec: ExperimentSpec, *, up_to: int) -> int:
+    """How many distinct trials the spec's space holds, counted no further than `up_to`."""
+    sizes = [model_space_size(entry.params) for entry in spec.models]
+    if any(size is None or size >= up_to for size in sizes):
+        return up_to
+    if len({entry.type for entry in spec.models}) == len(spec.models):  # no two models can share a trial id
+        return min(sum(size for size in sizes if size is not None), up_to)
+    ids: set[str] = set()
+    for trial in configurations(spec):
+        ids.add(trial.trial_id)
+        if len(ids) >= up_to:
+            break
+    return len(ids)
+
+
+def count_trials(spec: ExperimentSpec) -> int:
+    """How many trials the sweep runs: a grid's every combination, random search's distinct draws,
+    bayes' `n_trials` or the space's size when it holds fewer distinct configurations."""
+    if spec.search.strategy == "bayes":
+        return distinct_configurations(spec, up_to=spec.search.n_trials or 0)
+    return len(expand(spec))
+
+
+def space_notice(*, strategy: str, asked: int | None, running: int) -> str | None:
+    """The sentence a random or bayes sweep says before it runs when its space holds fewer distinct
+    configurations than `n_trials` asked (CLI, task log, the UI's run header); None when it does not."""
+    if strategy not in ("random", "bayes") or asked is None or running >= asked:
+        return None
+    plural = "" if running == 1 else "s"
+    return f"the space holds {running} distinct configuration{plural}; running {running} of the {asked} asked"
 
 
 def expand(spec: ExperimentSpec) -> list[Trial]:

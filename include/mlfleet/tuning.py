@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mlfleet.spec import ExperimentSpec, Range, param_domain
-from mlfleet.trials import Trial, make_trial
+from mlfleet.trials import Trial, configurations, make_trial, model_space_size
 
 _CATEGORICAL_TYPES = (type(None), bool, int, float, str)
 
@@ -26,11 +26,13 @@ def _optuna() -> Any:
     return optuna
 
 
-def study_storage(location: str) -> Any:
+def study_storage(location: str | None) -> Any:
     """Optuna's storage for `settings.optuna_storage`: a database URL (`sqlite:///`, `postgresql://`)
     as RDB storage, anything else as the path of a journal file (Optuna's file lock guards it
-    across the processes of one machine)."""
+    across the processes of one machine); None keeps the study in memory (`mlfleet plan`)."""
     optuna = _optuna()
+    if location is None:
+        return None
     if "://" in location:
         return location
     from optuna.storages.journal import JournalFileBackend
@@ -43,7 +45,7 @@ def load_study(*, storage: str, name: str) -> Any:
     return _optuna().load_study(study_name=name, storage=study_storage(storage))
 
 
-def open_study(*, storage: str, name: str, seed: int) -> Any:
+def open_study(*, storage: str | None, name: str, seed: int) -> Any:
     """Create or load a study; direction is maximise (scikit-learn scorers are higher-is-better)."""
     from sqlalchemy.exc import SQLAlchemyError
     from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
@@ -87,40 +89,96 @@ def _decode(value: Any, choices: list[Any]) -> Any:
     return value
 
 
-def ask(study: Any, spec: ExperimentSpec, n: int, *, known: set[int] | None = None) -> list[Trial]:
-    """`n` trials to run; a trial's params are the chosen model's params only.
+# Asks for one new trial before a configuration not yet tried is queued instead (Optuna's
+# `enqueue_trial`): a sampler that has found its best region keeps proposing it.
+ASK_ATTEMPTS = 10
+
+
+def ask(study: Any, spec: ExperimentSpec, n: int, *, known: set[int] | None = None,
+        tried: set[str] | None = None) -> list[Trial]:
+    """`n` trials to run, each a configuration not in `tried` (trial ids) nor asked twice; a
+    trial's params are the chosen model's params only.
+
+    A proposal that repeats a configuration is told FAIL (user attr `duplicate_of`) and asked again,
+    up to `ASK_ATTEMPTS` times; then the first untried configuration of the spec's finite models is
+    queued and asked (or, with those all tried, a model with a float range). Fewer than `n` come
+    back only when the space has no configuration left.
 
     With `known` (the Optuna numbers the sweep's rounds already hold), a RUNNING trial outside it
     was asked by an attempt that died before writing its round: it is taken again first (its params
-    were sampled already), and one that cannot be (more than `n`, or killed mid-sampling) is told
-    FAIL, so no trial stays RUNNING and none is asked twice.
+    were sampled already), and one that cannot be (more than `n`, killed mid-sampling, or a repeat)
+    is told FAIL, so no trial stays RUNNING and none is asked twice.
     """
     optuna = _optuna()
     dists = distributions(spec)
+    seen = set(tried or ())
     trials: list[Trial] = []
     if known is not None:
         for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if frozen.number in known:
                 continue
             adopted = _adopt(frozen, spec, dists) if len(trials) < n else None
-            if adopted is None:
+            if adopted is None or adopted.trial_id in seen:
                 study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
             else:
                 trials.append(adopted)
-    for _ in range(n - len(trials)):
-        ot = study.ask({"model": dists["model"]})
-        index = ot.params["model"]
-        entry = spec.models[index]
-        params: dict[str, Any] = {}
-        for key, raw in entry.params.items():
-            name = f"{index}.{key}"
-            if name in dists:
-                value = _suggest(ot, name, dists[name])
-                params[key] = _decode(value, raw) if isinstance(raw, list) else value
-            else:
-                params[key] = raw
-        trials.append(make_trial(entry.type, params, index, optuna_number=ot.number))
+                seen.add(adopted.trial_id)
+    while len(trials) < n:
+        trial = _ask_untried(study, spec, dists, seen)
+        if trial is None:
+            break
+        trials.append(trial)
+        seen.add(trial.trial_id)
     return trials
+
+
+def _ask_untried(study: Any, spec: ExperimentSpec, dists: dict[str, Any], seen: set[str]) -> Trial | None:
+    """One asked trial whose configuration is not in `seen`, or None when the space has none left."""
+    optuna = _optuna()
+    for _ in range(ASK_ATTEMPTS):
+        ot, trial = _ask_one(study, spec, dists)
+        if trial.trial_id not in seen:
+            return trial
+        ot.set_user_attr("duplicate_of", trial.trial_id)
+        study.tell(ot, state=optuna.trial.TrialState.FAIL)
+    untried = next((t for t in configurations(spec) if t.trial_id not in seen), None)
+    if untried is not None:
+        study.enqueue_trial(_study_params(untried, dists))
+        return _ask_one(study, spec, dists)[1]
+    unbounded = [i for i, entry in enumerate(spec.models) if model_space_size(entry.params) is None]
+    if not unbounded:
+        return None
+    study.enqueue_trial({"model": unbounded[0]})  # its float range gives a new configuration
+    ot, trial = _ask_one(study, spec, dists)
+    if trial.trial_id in seen:
+        study.tell(ot, state=optuna.trial.TrialState.FAIL)
+        return None
+    return trial
+
+
+def _ask_one(study: Any, spec: ExperimentSpec, dists: dict[str, Any]) -> tuple[Any, Trial]:
+    ot = study.ask({"model": dists["model"]})
+    index = ot.params["model"]
+    entry = spec.models[index]
+    params: dict[str, Any] = {}
+    for key, raw in entry.params.items():
+        name = f"{index}.{key}"
+        if name in dists:
+            value = _suggest(ot, name, dists[name])
+            params[key] = _decode(value, raw) if isinstance(raw, list) else value
+        else:
+            params[key] = raw
+    return ot, make_trial(entry.type, params, index, optuna_number=ot.number)
+
+
+def _study_params(trial: Trial, dists: dict[str, Any]) -> dict[str, Any]:
+    """A trial's params as the study names them (`model`, `<model index>.<param>`)."""
+    params: dict[str, Any] = {"model": trial.model_index}
+    for key, value in trial.params.items():
+        name = f"{trial.model_index}.{key}"
+        if name in dists:
+            params[name] = _encode(value)
+    return params
 
 
 def _adopt(frozen: Any, spec: ExperimentSpec, dists: dict[str, Any]) -> Trial | None:
@@ -246,11 +304,7 @@ def record_trials(study: Any, spec: ExperimentSpec, rows: list[dict[str, Any]], 
         row = by_id.get(trial.trial_id)
         if not row or row["status"] != "success" or row.get("pruned"):  # a pruned mean covers fewer folds
             continue
-        params = {"model": trial.model_index}
-        for key, value in trial.params.items():
-            name = f"{trial.model_index}.{key}"
-            if name in dists:
-                params[name] = _encode(value)
+        params = _study_params(trial, dists)
         frozen.append(optuna.trial.create_trial(
             params=params, distributions={k: dists[k] for k in params}, value=row["mean_score"]))
     study.add_trials(frozen)

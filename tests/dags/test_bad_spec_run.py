@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,7 +24,8 @@ def test_prepare_task_raises_the_spec_message(settings) -> None:
     from mlfleet.airflow import sweep_tasks
 
     with pytest.raises(AirflowFailException, match=r"invalid spec: models\[0\]\.params\.max_dept: unknown parameter"):
-        sweep_tasks.prepare.function(params={"spec": BAD_SPEC}, run_id="manual__2026-11-23T00:00:00+00:00")
+        sweep_tasks.prepare.function(params={"spec": BAD_SPEC}, run_id="manual__2026-11-23T00:00:00+00:00",
+                                     ti=SimpleNamespace(dag_id="experiment_sweep"))
     assert not settings.experiments_dir.exists()
 
 

@@ -1,10 +1,12 @@
-"""Every DAG imports through Airflow's DagBag, is cheap to parse, and has owner, tags and retries."""
+"""Every DAG imports through Airflow's DagBag, is cheap to parse, and has owner, tags, retries and
+every task an execution_timeout."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,25 @@ def test_owner_tags_retries(dagbag, dag_id: str) -> None:
     for task in dag.tasks:
         assert task.owner not in ("", "airflow"), f"{dag_id}.{task.task_id} has no real owner"
         assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED))
+def test_every_task_has_an_execution_timeout(dagbag, dag_id: str) -> None:
+    """No task holds a worker slot forever, whoever triggered it. A batch task may run as long as the
+    longest batch any spec may ask for (MLFLEET_MAX_TIMEOUT_MINUTES), not longer than that plus a task's own time."""
+    from mlfleet.config import Limits
+
+    limits = Limits()
+    longest = timedelta(minutes=limits.max_timeout_minutes + limits.task_timeout_minutes)
+    dag = dagbag.dags[dag_id]
+    for task in dag.tasks:
+        timeout = task.execution_timeout
+        assert isinstance(timeout, timedelta) and timedelta(0) < timeout <= longest, (
+            f"{dag_id}.{task.task_id} has execution_timeout {timeout!r}")
+        if task.task_id == "run_batch":
+            assert timeout >= timedelta(minutes=limits.max_timeout_minutes), f"{dag_id}.run_batch stops a batch early"
+        elif task.task_id != "end_round":  # end_round shares run_batch's (finalize is made in mlfleet.airflow.rounds)
+            assert timeout == timedelta(minutes=limits.task_timeout_minutes), f"{dag_id}.{task.task_id}: {timeout!r}"
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)

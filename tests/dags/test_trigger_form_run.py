@@ -1,10 +1,12 @@
 """experiment_sweep triggered as the form sends it: a spec file plus overrides, end to end; a bad
-override fails the first task, naming the field, before anything is written."""
+override, a path where a spec belongs, a spec_file outside specs/ or a spec over the deployment's
+limits fails the first task, naming the field, before anything is written or read."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -55,8 +57,23 @@ def test_a_bad_override_fails_at_prepare_naming_the_field(airflow_db, settings, 
     ({"spec": RANDOM, "n_trials": 0}, r"invalid spec: search\.n_trials: Input should be greater than or equal to 1"),
     ({"spec_file": "specs/iris-quick.yaml", "max_parallel": 0},
      r"invalid spec: budget\.max_parallel: Input should be greater than or equal to 1"),
-    ({"spec": "specs/iris-quick.yaml", "backend": "gpu"}, r"invalid spec: backend: Input should be 'local'"),
-])
+    ({"spec_file": "specs/iris-quick.yaml", "backend": "gpu"}, r"invalid spec: backend: Input should be 'local'"),
+    ({"spec": "specs/iris-quick.yaml"}, r"invalid spec: spec: expected a mapping of spec fields, got one line of text"),
+    ({"spec": str(ROOT / "specs" / "iris-quick.yaml")}, r"invalid spec: spec: expected a mapping of spec fields"),
+    ({"spec_file": "../../etc/passwd"}, r"invalid spec: spec_file: '\.\./\.\./etc/passwd' is not one of the project's"),
+    ({"spec_file": "/etc/passwd"}, r"invalid spec: spec_file: '/etc/passwd' is not one of the project's spec files"),
+    ({"spec": {**RANDOM, "models": [{"type": "logistic_l1", "params": {"C": list(range(300_000))}}]}},
+     r"invalid spec: spec: larger than 1,000,000 bytes"),
+    ({"spec": "x: " + "[" * 50_000}, r"invalid spec: spec: nested more than 20 levels deep"),
+    ({"spec": RANDOM, "timeout_minutes": 1e9},
+     r"invalid spec: budget\.timeout_minutes: 1e\+09 is above the deployment's limit 1440 \(MLFLEET_MAX_TIMEOUT_MINUTES\)"),
+    ({"spec": {**RANDOM, "budget": {"timeout_minutes": float("inf")}}},
+     r"invalid spec: budget\.timeout_minutes: inf is not a finite number"),
+    ({"spec": {**RANDOM, "resources": {"cpu": 1e6}}}, r"invalid spec: resources\.cpu: 1e\+06 is above .*MLFLEET_MAX_CPU"),
+    ({"spec": RANDOM, "max_parallel": 10_000}, r"invalid spec: budget\.max_parallel: 10000 is above .*MLFLEET_MAX_PARALLEL"),
+], ids=["n_trials on a grid", "n_trials 0", "max_parallel 0", "backend", "a spec file's path as spec",
+        "an absolute path as spec", "spec_file traversal", "spec_file absolute", "oversized object", "deep nesting",
+        "timeout 1e9", "timeout inf", "cpu", "max_parallel"])
 def test_prepare_names_the_field_of_a_bad_override(settings, conf, message) -> None:
     """The task itself, for values that reach it without the form (prepare runs on any params)."""
     from airflow.sdk.exceptions import AirflowFailException
@@ -64,7 +81,7 @@ def test_prepare_names_the_field_of_a_bad_override(settings, conf, message) -> N
     from mlfleet.airflow import sweep_tasks
 
     with pytest.raises(AirflowFailException, match=message):
-        sweep_tasks.prepare.function(params=conf, run_id=RUN_ID)
+        sweep_tasks.prepare.function(params=conf, run_id=RUN_ID, ti=SimpleNamespace(dag_id="experiment_sweep"))
     assert not settings.experiments_dir.exists()
 
 

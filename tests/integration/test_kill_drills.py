@@ -81,6 +81,18 @@ def _training_process(results_dir_part: str, timeout: float = 180) -> psutil.Pro
     raise TimeoutError("no training subprocess with two checkpoints appeared")
 
 
+def _gone_within(proc: psutil.Process, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        assert time.monotonic() < deadline, f"training process {proc.pid} outlived its killed task process"
+        time.sleep(0.1)
+
+
 def _kill_component(settings: Settings, component: str) -> int:
     """SIGKILL an Airflow component's whole process group (for the scheduler: its executor's
     workers and the task supervisors too), as a crashed or OOM-killed container would lose them."""
@@ -129,6 +141,8 @@ def _drill(stack: Any, undisturbed: dict[str, float], kill: str) -> dict[str, An
     else:
         victim = (training if kill == "training" else training.parent()).pid
         os.kill(victim, signal.SIGKILL)
+        if kill == "task":  # the training process dies with it (parent-death signal), not at the retry
+            _gone_within(training, 10)
     state = api.wait_for_run(DAG_ID, run_id, timeout=600)
     recovered = time.monotonic() - killed_at
     tries = {(ti["task_id"], ti["map_index"]): ti["try_number"] for ti in api.task_instances(DAG_ID, run_id)}
@@ -139,7 +153,7 @@ def _drill(stack: Any, undisturbed: dict[str, float], kill: str) -> dict[str, An
     batch_root = str(settings.experiments_dir / "drill" / sweep_run / "batches")
     left = [p.pid for p in psutil.process_iter(["cmdline"])
             if ENTRYPOINT in (p.info["cmdline"] or []) and any(batch_root in c for c in p.info["cmdline"])]
-    assert left == [], "a training process outlived its batch (the retry must stop an orphan)"
+    assert left == [], "a training process outlived its batch"
     print(f"killed the {kill} ({victim}); the run succeeded {recovered:.1f} s later")
     return {"recovered_s": recovered}
 

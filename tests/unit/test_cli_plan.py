@@ -105,3 +105,40 @@ def test_sweep_command_sends_remote_specs_to_the_dag(remote: Path) -> None:
     result = CliRunner().invoke(app, ["sweep", str(remote)], env={"MLFLEET_BACKEND": "kubernetes"})
     assert result.exit_code == 2
     assert "experiment_sweep DAG" in result.stderr
+
+
+README_SPEC = """\
+name: wine-trees
+task: classification
+target: target
+metric: accuracy
+dataset: {builtin: wine}
+cv: {folds: 5, seed: 0}
+search: {strategy: random, n_trials: 20}
+models:
+  - type: lightgbm
+    params: {num_leaves: {int: [8, 64]}, learning_rate: {float: [0.01, 0.3], log: true}}
+  - type: random_forest
+    params: {n_estimators: [100, 300], max_depth: [null, 8]}
+budget: {max_parallel: 4, timeout_minutes: 30}
+"""
+FOUR_CONFIGURATIONS = README_SPEC.replace(
+    "  - type: lightgbm\n    params: {num_leaves: {int: [8, 64]}, learning_rate: {float: [0.01, 0.3], log: true}}\n", "")
+
+
+@pytest.mark.parametrize("strategy", ["random", "bayes"])
+def test_plan_says_how_many_trials_will_run(settings, tmp_path: Path, strategy: str) -> None:
+    readme, small = tmp_path / "wine.yaml", tmp_path / "small.yaml"
+    readme.write_text(README_SPEC.replace("strategy: random", f"strategy: {strategy}"))
+    small.write_text(FOUR_CONFIGURATIONS.replace("strategy: random", f"strategy: {strategy}"))
+    full = plan_json(readme)
+    assert (full["n_trials"], full["n_trials_asked"], full["notice"]) == (20, 20, None)
+    assert sum(len(b["trials"]) for b in full["batches"]) == (20 if strategy == "random" else 4)  # bayes: round 0
+    planned = plan_json(small)
+    assert (planned["n_trials"], planned["rounds"]) == (4, 1)
+    assert sum(len(b["trials"]) for b in planned["batches"]) == 4
+    text = CliRunner().invoke(app, ["plan", str(small)])
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("wine-trees on local: 4 trials, 1 round(s)")
+    assert lines[1] == "note: the space holds 4 distinct configurations; running 4 of the 20 asked"

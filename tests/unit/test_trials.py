@@ -15,13 +15,17 @@ from mlfleet.spec import parse_spec
 from mlfleet.trials import (
     DEFAULT_FOLD_SECONDS,
     Trial,
+    count_trials,
     default_fold_seconds,
+    distinct_configurations,
     expand,
     expand_grid,
     expand_random,
     make_trial,
     plan_batches,
     predict_trial_seconds,
+    sample_params,
+    space_notice,
     trial_id,
 )
 
@@ -194,6 +198,77 @@ def test_log_ranges_sample_log_uniformly() -> None:
     assert 0.5 < below_one < 0.7
     weights = [t.params["min_child_weight"] for t in trials if t.model == "xgboost"]
     assert sum(w < 32 for w in weights) / len(weights) > 0.35
+
+
+# --- how many trials run: n_trials distinct ones, or the whole space when it holds fewer -----------
+
+# The README's example: a LightGBM range and a random-forest grid of 4 combinations.
+README_MODELS = [
+    {"type": "lightgbm", "params": {"num_leaves": {"int": [8, 64]}, "learning_rate": {"float": [0.01, 0.3], "log": True}}},
+    {"type": "random_forest", "params": {"n_estimators": [100, 300], "max_depth": [None, 8]}},
+]
+FOUR_CONFIGURATIONS = [{"type": "random_forest", "params": {"n_estimators": [100, 300], "max_depth": [None, 8]}}]
+
+
+def _first_draws(spec: Any) -> list[Trial]:
+    """What random search drew before repeats were drawn again: n_trials draws, repeats dropped."""
+    import random
+
+    rng, drawn = random.Random(spec.cv.seed), {}
+    for i in range(spec.search.n_trials):
+        index = i % len(spec.models)
+        trial = make_trial(spec.models[index].type, sample_params(spec.models[index].params, rng), index)
+        drawn.setdefault(trial.trial_id, trial)
+    return list(drawn.values())
+
+
+def test_a_continuous_range_makes_twenty_mean_twenty() -> None:
+    spec = random_spec(README_MODELS, n_trials=20)
+    trials = expand_random(spec)
+    assert len(trials) == len({t.trial_id for t in trials}) == 20 == count_trials(spec)
+    assert sum(t.model == "random_forest" for t in trials) == 4  # the grid's every combination, once
+    assert trials == expand_random(spec)  # seeded: a rerun draws the same
+    first = _first_draws(spec)
+    assert len(first) < 20 and trials[:len(first)] == first  # the draws it always made come first, unchanged
+    assert space_notice(strategy="random", asked=20, running=count_trials(spec)) is None
+
+
+def test_a_small_categorical_space_runs_every_configuration_once_and_says_so() -> None:
+    spec = random_spec(FOUR_CONFIGURATIONS, n_trials=20)
+    trials = expand_random(spec)
+    assert sorted(t.trial_id for t in trials) == sorted(t.trial_id for t in expand_grid(grid_spec(FOUR_CONFIGURATIONS)))
+    assert count_trials(spec) == 4
+    assert (space_notice(strategy="random", asked=20, running=count_trials(spec))
+            == "the space holds 4 distinct configurations; running 4 of the 20 asked")
+
+
+def test_an_int_range_counts_its_integers_and_a_space_of_exactly_n_trials_is_covered() -> None:
+    # 50 integers, 50 trials: the draws repeat long before they cover the range, the rest come in order.
+    spec = random_spec([{"type": "random_forest", "params": {"max_depth": {"int": [1, 50]}, "n_estimators": 10}}],
+                       n_trials=50)
+    assert sorted(t.params["max_depth"] for t in expand_random(spec)) == list(range(1, 51))
+    bigger = random_spec([{"type": "random_forest", "params": {"max_depth": {"int": [1, 50]}}}], n_trials=60)
+    assert len(expand_random(bigger)) == count_trials(bigger) == 50
+
+
+def test_bayes_counts_the_space_and_models_of_one_type_share_configurations() -> None:
+    bayes = parse_spec({**random_spec(FOUR_CONFIGURATIONS, n_trials=20).model_dump(exclude_none=True),
+                        "search": {"strategy": "bayes", "n_trials": 20, "batch_size": 4}})
+    assert count_trials(bayes) == 4
+    # A second random_forest entry: (300, None) is one of the first entry's, (500, None) is new.
+    twice = random_spec([*FOUR_CONFIGURATIONS, {"type": "random_forest",
+                                                "params": {"n_estimators": [300, 500], "max_depth": [None]}}],
+                        n_trials=20)
+    assert distinct_configurations(twice, up_to=20) == 5 == len(expand_random(twice))
+    assert distinct_configurations(random_spec(README_MODELS, n_trials=20), up_to=20) == 20
+    assert count_trials(random_spec(README_MODELS, n_trials=5)) == 5
+
+
+def test_space_notice_only_when_fewer_run_than_asked() -> None:
+    assert space_notice(strategy="bayes", asked=8, running=1) == (
+        "the space holds 1 distinct configuration; running 1 of the 8 asked")
+    assert space_notice(strategy="random", asked=8, running=8) is None
+    assert space_notice(strategy="grid", asked=None, running=12) is None
 
 
 # --- batches -------------------------------------------------------------------------------------

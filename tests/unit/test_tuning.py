@@ -46,8 +46,9 @@ def test_ask_proposes_n_trials_inside_the_space(storage: str) -> None:
     spec = spec_of(BAYES)
     study = tuning.open_study(storage=storage, name="s", seed=0)
     trials = tuning.ask(study, spec, 12)
-    assert len(trials) == 12
-    assert [t.optuna_number for t in trials] == list(range(12))
+    assert len(trials) == len({t.trial_id for t in trials}) == 12  # twelve distinct configurations
+    numbers = [t.optuna_number for t in trials]
+    assert numbers == sorted(set(numbers))  # in the order asked (a repeat, told FAIL, leaves a gap)
     for t in trials:
         assert t.model == spec.models[t.model_index].type
         p = t.params
@@ -241,16 +242,45 @@ def test_distributions_cover_every_searchable_param() -> None:
     assert math.isclose(dists["0.learning_rate"].high, 0.3)
 
 
-def test_repeated_proposals_share_one_row(storage: str) -> None:
-    # Two choices, five asks: TPE must repeat itself; every repeat is told its row's score.
+def test_asking_more_than_the_space_holds_gives_each_configuration_once(storage: str) -> None:
+    # Two choices, five asks: TPE repeats itself; each repeat is told FAIL and asked again, and the
+    # ask stops when nothing is left untried.
     spec = spec_of([{"type": "logistic_l1", "params": {"C": [0.1, 1.0]}}])
     study = tuning.open_study(storage=storage, name="s", seed=0)
     trials = tuning.ask(study, spec, 5)
+    assert sorted(t.params["C"] for t in trials) == [0.1, 1.0]
     ids = {t.trial_id for t in trials}
-    assert len(ids) <= 2 < len(trials)
-    score = {tid: 0.6 + i / 10 for i, tid in enumerate(sorted(ids))}
-    rows = [{"trial_id": tid, "status": "success", "mean_score": s} for tid, s in score.items()]
-    assert tuning.tell(study, rows, trials) == 5
-    for t in trials:
-        told = study.get_trials()[t.optuna_number]
-        assert told.state == State.COMPLETE and told.value == pytest.approx(score[t.trial_id])
+    assert {t.number for t in study.get_trials(states=(State.RUNNING,))} == {t.optuna_number for t in trials}
+    assert all(r.user_attrs["duplicate_of"] in ids for r in study.get_trials(states=(State.FAIL,)))
+    rows = [{"trial_id": t.trial_id, "status": "success", "mean_score": 0.6} for t in trials]
+    assert tuning.tell(study, rows, trials) == 2
+    assert tuning.ask(study, spec, 3, tried=ids) == []  # nothing left: no trial asked, none left RUNNING
+    assert not study.get_trials(states=(State.RUNNING,))
+
+
+def test_a_later_round_asks_only_configurations_not_tried(storage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = spec_of([{"type": "logistic_l1", "params": {"C": [0.01, 0.1, 1.0, 10.0, 100.0]}}])
+    study = tuning.open_study(storage=storage, name="s", seed=0)
+    first = tuning.ask(study, spec, 2)
+    tuning.tell(study, success(first), first)
+    tried = {t.trial_id for t in first}
+    second = tuning.ask(tuning.open_study(storage=storage, name="s", seed=1), spec, 2, tried=tried)
+    assert len(second) == 2 and not tried & {t.trial_id for t in second}
+    # A sampler stuck on tried configurations: the first untried one, in the spec's order, is queued and asked.
+    monkeypatch.setattr(tuning, "ASK_ATTEMPTS", 0)
+    tried |= {t.trial_id for t in second}
+    third = tuning.ask(study, spec, 5, tried=tried)
+    left = [c for c in (0.01, 0.1, 1.0, 10.0, 100.0) if c not in {t.params["C"] for t in [*first, *second]}]
+    assert [t.params["C"] for t in third] == left
+    assert all(study.get_trials()[t.optuna_number].params["0.C"] == t.params["C"] for t in third)
+
+
+def test_with_the_finite_models_all_tried_a_float_range_still_gives_new_trials(
+        storage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    grid = {"type": "random_forest", "params": {"n_estimators": [100, 300], "max_depth": [None, 8]}}
+    spec = spec_of([grid, {"type": "lightgbm", "params": {"learning_rate": {"float": [0.01, 0.3], "log": True}}}],
+                   n_trials=20)
+    tried = {t.trial_id for t in expand_grid(spec_of([grid], strategy="grid"))}
+    monkeypatch.setattr(tuning, "ASK_ATTEMPTS", 0)  # as if the sampler kept proposing random forests
+    trials = tuning.ask(tuning.open_study(storage=storage, name="s", seed=0), spec, 3, tried=tried)
+    assert [t.model for t in trials] == ["lightgbm"] * 3 and len({t.trial_id for t in trials}) == 3

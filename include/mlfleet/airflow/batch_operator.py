@@ -74,6 +74,14 @@ class TrialBatchOperator(BaseOperator):
                                        "inner_kwargs": deferred.kwargs or {}}) from None
 
     def on_kill(self) -> None:
-        """A killed task stops its job or deletes its pod, as the provider operator would."""
+        """A killed task stops its job or deletes its pod, as the provider operator would; a local
+        batch kills its training process group (Airflow calls this in the task process, from its
+        SIGTERM handler or on execution_timeout, while `execute` waits for that process)."""
         if self._remote is not None:
             self._remote.on_kill()
+            return
+        from mlfleet.backends import local
+
+        stopped = local.stop_trainers()
+        if stopped:
+            self.log.info("Stopped the local training process(es) %s with their workers.", stopped)

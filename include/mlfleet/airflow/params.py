@@ -16,7 +16,6 @@ from mlfleet.config import PROJECT_ROOT
 from mlfleet.spec import ExperimentSpec
 from mlfleet.spec.model import Budget, Search
 
-SPECS_DIR = PROJECT_ROOT / "specs"
 DEFAULT_SPEC_FILE = "specs/churn-baseline.yaml"
 ISO_DATE: dict[str, Any] = {"type": ["null", "string"], "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
 
@@ -33,8 +32,11 @@ BACKEND_LABELS = {
 
 
 def spec_files() -> list[str]:
-    """The project's spec files, as paths relative to the project root (`specs/iris-quick.yaml`)."""
-    return sorted(path.relative_to(PROJECT_ROOT).as_posix() for path in SPECS_DIR.glob("*.yaml"))
+    """The project's spec files, as paths relative to the project root (`specs/iris-quick.yaml`): the
+    only files a run may name (`mlfleet.spec.loading.project_spec_files`; prepare checks again)."""
+    from mlfleet.spec.loading import project_spec_files
+
+    return list(project_spec_files(PROJECT_ROOT))
 
 
 def _spec_file_label(relative: str) -> str:
@@ -61,20 +63,26 @@ def spec_file_param(default: str = DEFAULT_SPEC_FILE) -> Param:
 
 
 def spec_param(default: Any = None) -> Param:
-    """An optional pasted spec: YAML or JSON text, an object (REST or CLI conf), or a spec file's path.
+    """An optional pasted spec: YAML or JSON text, or an object (REST or CLI conf); never a file's path.
 
-    An object must have the model's required fields; empty (null) means "use spec_file".
+    An object must have the model's required fields; text must be `key: value` lines or JSON (a
+    single word or path is refused here, and prepare never opens it as a file); empty (null) means
+    "use spec_file". Size and depth are checked by prepare (mlfleet.spec.loading).
     """
+    from mlfleet.spec.loading import MAX_SPEC_BYTES
+
     required = [name for name, field in ExperimentSpec.model_fields.items() if field.is_required()]
     return Param(
         default,
         type=["null", "string", "object"],
         format="multiline",
         minLength=1,
+        maxLength=MAX_SPEC_BYTES,
+        pattern=":",
         required=required,
         title="Spec (paste, optional)",
-        description="A whole experiment spec as YAML or JSON (see docs/experiment-spec.md), or the path of a "
-                    "spec file; when given it is used instead of the spec file.",
+        description="A whole experiment spec as YAML or JSON (see docs/experiment-spec.md); when given it is "
+                    "used instead of the spec file. To sweep a file of specs/, choose it as the spec file above.",
         section=SECTION_SPEC,
     )
 
@@ -128,7 +136,9 @@ def experiment_sweep_params() -> dict[str, Param]:
         "backend": override_param(ExperimentSpec, "backend", field="backend", title="Backend",
                                   values_display=BACKEND_LABELS),
         "n_trials": override_param(Search, "n_trials", field="search.n_trials", title="Trials (random, bayes)",
-                                   note=" Refused for a grid sweep."),
+                                   note=" Refused for a grid sweep. Each trial is a distinct configuration: a "
+                                        "space that holds fewer runs every one of them, and the prepare task's "
+                                        "log says how many trials will run."),
         "max_parallel": override_param(Budget, "max_parallel", field="budget.max_parallel",
                                        title="Batches at the same time"),
         "timeout_minutes": override_param(Budget, "timeout_minutes", field="budget.timeout_minutes",

@@ -24,7 +24,8 @@ class EndRoundOperator(TriggerDagRunOperator):
 
     The next round's run id is the sweep's and the round's, so a retried task finds the run it
     created (and is skipped) instead of starting a second; the current run ends as soon as the
-    next one is queued. Subclasses say what finishing means.
+    next one is queued. Its conf proves it is the sweep's own continuation (docs/rounds.md).
+    Subclasses say what finishing means.
     """
 
     template_fields = (*TriggerDagRunOperator.template_fields, "sweep_ref", "round_index")
@@ -37,10 +38,12 @@ class EndRoundOperator(TriggerDagRunOperator):
 
     def execute(self, context: Any) -> Any:
         from mlfleet.sweep import SweepContext
-        from mlfleet.sweep.rounds import next_round
+        from mlfleet.sweep.continuation import next_continuation
 
         sweep = SweepContext.load(self.sweep_ref)
-        following = next_round(sweep_ref=sweep.ref(), round_index=int(self.round_index), rounds=sweep.rounds)
+        # The conf carries the proof of the next round (mlfleet.sweep.continuation), which only a
+        # worker can compute: the next run's prepare refuses a conf without it.
+        following = next_continuation(sweep, dag_id=str(self.trigger_dag_id), round_index=int(self.round_index))
         if following is None:
             return self.finish(sweep)
         self.log.info("Round %s of %s done; the next runs as %s.", int(self.round_index) + 1, sweep.rounds,

@@ -21,6 +21,14 @@ if TYPE_CHECKING:
     from mlfleet.sweep.context import SweepContext
 
 ENTRYPOINT = ["python", "-m", "mlfleet.training.entrypoint"]
+# The trial image's user (Dockerfile, target `trial`): the pod runs as it, never as root, and gives up
+# every capability and any way to gain privileges. The root filesystem stays writable: the
+# entrypoint writes its SageMaker layout under /opt/ml and scratch files under /tmp.
+TRIAL_UID = 1000
+POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "runAsUser": TRIAL_UID, "runAsGroup": TRIAL_UID, "fsGroup": TRIAL_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY_CONTEXT = {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "privileged": False,
+                              "capabilities": {"drop": ["ALL"]}}
 
 
 def check_settings(settings: Settings) -> None:
@@ -69,6 +77,9 @@ def pod_arguments(
         "node_selector": {**settings.kubernetes_node_selector, **(settings.kubernetes_gpu_node_selector if gpu else {})},
         "tolerations": [*settings.kubernetes_tolerations, *(settings.kubernetes_gpu_tolerations if gpu else [])],
         "service_account_name": settings.kubernetes_service_account,
+        "security_context": POD_SECURITY_CONTEXT,
+        "container_security_context": CONTAINER_SECURITY_CONTEXT,
+        "xcom_sidecar_container_security_context": CONTAINER_SECURITY_CONTEXT,
         "kubernetes_conn_id": settings.kubernetes_conn_id,
         "in_cluster": settings.kubernetes_in_cluster,
         "reattach_on_restart": True,

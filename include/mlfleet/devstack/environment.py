@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from mlfleet.config import PROJECT_ROOT
 from mlfleet.devstack.ports import HOST, free_port, port_free
+from mlfleet.storage import keep_private, private_dir, write_private_atomic
 
 if TYPE_CHECKING:
     from mlfleet.config import Settings
@@ -24,12 +25,12 @@ if TYPE_CHECKING:
 SECRETS_FILE = "mlfleet_secrets.json"
 PORTS_FILE = "mlfleet_ports.json"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json"
-# The scheduler and triggerer each serve their task logs over HTTP on every interface; Airflow's
-# default ports would clash between two deployments on one machine (a test next to `mlfleet up`).
-LOG_PORTS: dict[str, tuple[str, int]] = {
-    "scheduler": ("worker_log_server_port", 8793),
-    "triggerer": ("trigger_log_server_port", 8794),
-}
+# Task logs are served over HTTP by one `log-server` component on 127.0.0.1 (mlfleet.airflow.log_server;
+# the scheduler's and triggerer's own servers would listen on every interface), on the two ports
+# Airflow asks for worker and trigger logs. Airflow's default ports would clash between two
+# deployments on one machine (a test next to `mlfleet up`).
+LOG_SERVER = "log-server"
+LOG_PORTS: dict[str, int] = {"worker_log_server_port": 8793, "trigger_log_server_port": 8794}
 
 
 def run_dir(settings: Settings) -> Path:
@@ -48,11 +49,8 @@ def passwords_file(settings: Settings) -> Path:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it holds secrets)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    """Write a file only its owner can read (it holds secrets): 0600 whether it existed or not."""
+    write_private_atomic(path, text)
 
 
 def deployment_secrets(settings: Settings) -> dict[str, str]:
@@ -63,13 +61,15 @@ def deployment_secrets(settings: Settings) -> dict[str, str]:
     connections or invalidate tokens of a running api-server.
     """
     path = settings.airflow_home / SECRETS_FILE
+    keep_private(path)
     data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     wanted = {
         # Fernet key format: url-safe base64 of 32 random bytes.
         "fernet_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
         # HS512 wants >= 64 bytes of key (PyJWT warns below that).
         "jwt_secret": lambda: secrets.token_urlsafe(64),
-        "api_secret_key": lambda: secrets.token_urlsafe(32),
+        # Signs the api-server's requests to the log server with HS512 too.
+        "api_secret_key": lambda: secrets.token_urlsafe(64),
     }
     missing = [k for k in wanted if not data.get(k)]
     for key in missing:
@@ -80,26 +80,26 @@ def deployment_secrets(settings: Settings) -> dict[str, str]:
 
 
 def log_ports(settings: Settings, *, running: Mapping[str, bool] | None = None) -> dict[str, int]:
-    """Log-server ports of scheduler and triggerer, chosen once per airflow_home and stored.
+    """The log server's ports (worker and trigger logs), chosen once per airflow_home and stored.
 
-    Airflow's defaults (8793/8794) when free, else any free port. With ``running`` (which
-    components are up; ``up`` passes it before starting), a stored port now taken by another
-    program is replaced, unless its own component is the one holding it.
+    Airflow's defaults (8793/8794) when free, else any free port, on 127.0.0.1 where the log server
+    listens. With ``running`` (which components are up; ``up`` passes it before starting), a stored
+    port now taken by another program is replaced, unless the log server is the one holding it.
     """
     path = settings.airflow_home / PORTS_FILE
     ports: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
     changed = False
-    for component, (key, default) in LOG_PORTS.items():
+    for key, default in LOG_PORTS.items():
         port = ports.get(key)
         taken_by_other = (
             port is not None
             and running is not None
-            and not running.get(component)
-            and not port_free(port, "")
+            and not running.get(LOG_SERVER)
+            and not port_free(port, HOST)
         )
         if port is None or taken_by_other:
             taken = {settings.airflow_port, *(v for k, v in ports.items() if k != key)}
-            port = default if default not in taken and port_free(default, "") else free_port("")
+            port = default if default not in taken and port_free(default, HOST) else free_port(HOST)
             ports[key] = port
             changed = True
     if changed:
@@ -111,6 +111,7 @@ def log_ports(settings: Settings, *, running: Mapping[str, bool] | None = None) 
 def admin_password(settings: Settings) -> str:
     """The admin password, created on first call and then stable (SimpleAuthManager reads it)."""
     path = passwords_file(settings)
+    keep_private(path)
     content = path.read_text().strip() if path.exists() else ""
     passwords: dict[str, str] = json.loads(content) if content else {}
     user = settings.airflow_username
@@ -123,13 +124,15 @@ def admin_password(settings: Settings) -> str:
 def airflow_env(settings: Settings, dags_folder: Path | None = None) -> dict[str, str]:
     """The complete environment for any `airflow` subcommand of this deployment.
 
-    Used for the four components, `airflow db migrate`, and by tests / the CLI for
+    Used for the five components, `airflow db migrate`, and by tests / the CLI for
     `airflow dags test`, so every process agrees on DB, secrets and folders. ``dags_folder``
-    overrides PROJECT_ROOT/dags (tests point it at a tmp folder). Creates airflow_home and the
-    secrets file on first call.
+    overrides PROJECT_ROOT/dags (tests point it at a tmp folder). Creates MLFLEET_HOME and
+    airflow_home (0700: they hold the secrets, the metadata DB and the task logs) and the secrets
+    file on first call.
     """
     home = settings.airflow_home
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.home_dir)
+    private_dir(home)
     sec = deployment_secrets(settings)
     ports = log_ports(settings)
     port = settings.airflow_port
@@ -200,6 +203,9 @@ def airflow_env(settings: Settings, dags_folder: Path | None = None) -> dict[str
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(logs_dir(settings)),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_log_server_port"]),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_log_server_port"]),
+            # Tasks and triggers report 127.0.0.1 as their host: the api-server fetches a running
+            # task's log from there, where the log server listens (mlfleet.airflow.log_server).
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "mlfleet.airflow.log_server.loopback_hostname",
         }
     )
     return env

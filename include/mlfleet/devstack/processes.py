@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
+# `log-server` serves task logs on 127.0.0.1 (mlfleet.airflow.log_server) in place of the servers the
+# scheduler and triggerer would start on every interface (they run with --skip-serve-logs).
+COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "triggerer", "log-server")
+_SKIP_SERVE_LOGS = {"scheduler", "triggerer"}
 STOP_TIMEOUT_S = 20.0
 KILL_TIMEOUT_S = 5.0
 # What a component's command line contains; anything else behind a pid file reused the pid.
@@ -47,6 +50,15 @@ def airflow_cmd(*args: str) -> list[str]:
     if script.exists():
         return [str(script), *args]
     return [sys.executable, "-m", "airflow", *args]
+
+
+def component_cmd(component: str) -> list[str]:
+    """The command line of one component of the local deployment."""
+    if component == "log-server":
+        return [sys.executable, "-m", "mlfleet.airflow.log_server"]  # "airflow" in it: _MARKER holds
+    if component in _SKIP_SERVE_LOGS:
+        return airflow_cmd(component, "--skip-serve-logs")
+    return airflow_cmd(component)
 
 
 def pid_file(settings: Settings, component: str) -> Path:
@@ -96,13 +108,13 @@ def spawn_group(
 
 
 def start(settings: Settings, component: str, env: Mapping[str, str]) -> int:
-    """Start one component (``airflow <component>``) in its own group and write its pid file."""
+    """Start one component (`component_cmd`) in its own group and write its pid file."""
     log_file = component_log(settings, component)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as fh:
         fh.write(f"\n=== mlfleet up: starting {component} at {datetime.now():%F %T} ===\n".encode())
     pid = spawn_group(
-        airflow_cmd(component), log_file=log_file, env=env, cwd=settings.airflow_home
+        component_cmd(component), log_file=log_file, env=env, cwd=settings.airflow_home
     )
     path = pid_file(settings, component)
     path.parent.mkdir(parents=True, exist_ok=True)

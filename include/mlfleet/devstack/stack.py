@@ -5,7 +5,9 @@ in one interleaved stream and cannot be asked whether it is healthy. Here each c
 (api-server, scheduler, dag-processor, triggerer) is its own background process in its own
 session, with its own log file and pid file under ``$AIRFLOW_HOME``, so ``up`` can return, ``down``
 can stop exactly what ``up`` started (the whole process group, task processes included), and a
-second ``up`` is a no-op.
+second ``up`` is a no-op. A fifth process, ``log-server``, serves task logs on 127.0.0.1 in place of
+the scheduler's and triggerer's own log servers, which Airflow binds to every interface
+(mlfleet.airflow.log_server).
 
 Shape of the deployment (all state under ``settings.airflow_home``):
 
@@ -15,6 +17,8 @@ Shape of the deployment (all state under ``settings.airflow_home``):
 * SimpleAuthManager with one admin user. We write the password file ourselves (a random
   password, generated once), Airflow only adds users missing from it, so the password is stable
   across ``down``/``up`` and readable without parsing logs.
+* MLFLEET_HOME and ``airflow_home`` are created 0700 (the metadata DB, the task logs), and the
+  secrets and password files are 0600 (the Fernet key, the JWT and API secrets, the admin password).
 * DAGs are paused at creation (Airflow's default): ``mlfleet up`` must not start every scheduled
   pipeline (Spark ETL, drift checks) by itself. Whoever triggers a DAG unpauses it first
   (``mlfleet.devstack.rest_client.ApiClient.unpause``), as the CLI and the integration test do.
@@ -39,6 +43,7 @@ from mlfleet.devstack.environment import admin_password, airflow_env, log_ports,
 from mlfleet.devstack.health import wait_healthy
 from mlfleet.devstack.ports import HOST, port_free
 from mlfleet.devstack.processes import COMPONENTS, status
+from mlfleet.storage import private_dir
 
 if TYPE_CHECKING:
     from mlfleet.config import Settings
@@ -87,7 +92,9 @@ def up(
     Components already running are left alone; ``airflow db migrate`` runs only when something
     has to start. If startup fails, the components started by this call are stopped again.
     """
-    for folder in (settings.airflow_home, run_dir(settings), logs_dir(settings)):
+    for folder in (settings.home_dir, settings.airflow_home):  # secrets, metadata DB, task logs: 0700
+        private_dir(folder)
+    for folder in (run_dir(settings), logs_dir(settings)):
         folder.mkdir(parents=True, exist_ok=True)
     log_ports(settings, running=status(settings))
     env = airflow_env(settings, dags_folder)

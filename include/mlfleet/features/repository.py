@@ -18,6 +18,7 @@ import yaml
 
 from mlfleet.config import Settings
 from mlfleet.features import tables
+from mlfleet.features.duckdb_limits import bound_duckdb
 from mlfleet.spec import SpecError
 
 # `${NAME}` as Feast expands it (os.path.expandvars leaves an unset one as it is).
@@ -72,6 +73,7 @@ def store(settings: Settings) -> Any:
     """A FeatureStore on the configured repo and file, its feature root (local or S3) made reachable first."""
     from feast import FeatureStore
 
+    bound_duckdb(settings)
     return FeatureStore(repo_path=str(settings.feature_repo), config=repo_config(settings))
 
 

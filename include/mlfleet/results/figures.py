@@ -1,7 +1,8 @@
 """The results UI's plots as plotly figure dicts (drawn in the browser by plotly's bundled JS).
 
 Plain dicts, not plotly objects: building them needs no plotly import in the api-server, and the
-page embeds them as JSON. Rows are the leaderboard's trial rows (plus live "pending" ones).
+page embeds them as JSON. Rows are the leaderboard's trial rows (plus live "pending" ones). Text
+from specs and results reaches plotly through `plot_text` (plotly renders a subset of HTML).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mlfleet.results.plots import dimensions
+from mlfleet.results.plots import dimensions, plot_text
 
 # An axis whose positive values span this many orders of magnitude is drawn on a log scale.
 LOG_SPAN = 2.0
@@ -66,12 +67,12 @@ def optimization_history(rows: list[dict[str, Any]], metric: str) -> dict[str, A
     scores = [float(r["mean_score"]) for r in done]
     best = [max(scores[: i + 1]) for i in range(len(scores))]
     x = list(range(1, len(done) + 1))
-    labels = [f"{r['trial_id']} ({r.get('model')})" for r in done]
+    labels = [plot_text(f"{r['trial_id']} ({r.get('model')})") for r in done]
     return {"data": [
         {"type": "scatter", "mode": "markers", "name": "trial", "x": x, "y": scores, "text": labels},
         {"type": "scatter", "mode": "lines", "name": "best so far", "x": x, "y": best, "line": {"shape": "hv"}},
     ], "layout": {**_LAYOUT, "xaxis": {"title": {"text": "trial (in the order asked)"}},
-                  "yaxis": {"title": {"text": metric}}}}
+                  "yaxis": {"title": {"text": plot_text(metric)}}}}
 
 
 def score_by_param(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
@@ -83,17 +84,17 @@ def score_by_param(rows: list[dict[str, Any]], metric: str) -> list[dict[str, An
         having = [r for r in done if name in (r.get("params") or {})]
         xs = [r["params"][name] for r in having]
         numeric = len(_numbers(xs)) == len(xs)
-        axis: dict[str, Any] = {"title": {"text": name}}
+        axis: dict[str, Any] = {"title": {"text": plot_text(name)}}
         if numeric and wants_log(xs):
             axis["type"] = "log"
         elif not numeric:
             axis["type"] = "category"
-            xs = ["null" if x is None else str(x) for x in xs]
+            xs = ["null" if x is None else plot_text(x) for x in xs]
         figures.append({"name": name, "figure": {"data": [{
             "type": "scatter", "mode": "markers", "x": xs, "y": [float(r["mean_score"]) for r in having],
-            "text": [f"{r['trial_id']} ({r.get('model')})" for r in having],
+            "text": [plot_text(f"{r['trial_id']} ({r.get('model')})") for r in having],
             "marker": {"color": [float(r["mean_score"]) for r in having], "colorscale": "Viridis"},
-        }], "layout": {**_LAYOUT, "height": 300, "xaxis": axis, "yaxis": {"title": {"text": metric}}}}})
+        }], "layout": {**_LAYOUT, "height": 300, "xaxis": axis, "yaxis": {"title": {"text": plot_text(metric)}}}}})
     return figures
 
 
@@ -102,8 +103,8 @@ def importance_bars(importances: dict[str, dict[str, float]]) -> dict[str, Any] 
     data = []
     for model, values in importances.items():
         ordered = sorted(values.items(), key=lambda kv: kv[1])
-        data.append({"type": "bar", "orientation": "h", "name": model, "y": [k for k, _ in ordered],
-                     "x": [v for _, v in ordered]})
+        data.append({"type": "bar", "orientation": "h", "name": plot_text(model),
+                     "y": [plot_text(k) for k, _ in ordered], "x": [v for _, v in ordered]})
     if not data:
         return None
     return {"data": data, "layout": {**_LAYOUT, "barmode": "group", "xaxis": {"title": {"text": "importance"}}}}
@@ -116,5 +117,5 @@ def drift_histogram(feature: str, histogram: dict[str, Any]) -> dict[str, Any]:
     return {"data": [
         {"type": "bar", "name": "reference", "x": centers, "y": histogram["reference"], "opacity": 0.6},
         {"type": "bar", "name": "current", "x": centers, "y": histogram["current"], "opacity": 0.6},
-    ], "layout": {**_LAYOUT, "height": 260, "barmode": "overlay", "title": {"text": feature},
-                  "xaxis": {"title": {"text": feature}}, "yaxis": {"title": {"text": "share of rows"}}}}
+    ], "layout": {**_LAYOUT, "height": 260, "barmode": "overlay", "title": {"text": plot_text(feature)},
+                  "xaxis": {"title": {"text": plot_text(feature)}}, "yaxis": {"title": {"text": "share of rows"}}}}

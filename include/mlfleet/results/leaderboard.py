@@ -48,23 +48,37 @@ def build_leaderboard(
     }
 
 
+# A text cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
+# (OWASP's "CSV injection"): such a cell gets a leading apostrophe, which the spreadsheet shows as
+# text. Only text: a negative score is a number and stays one.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value: str) -> str:
+    return f"'{value}" if value.startswith(FORMULA_STARTS) else value
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, (list, dict, tuple)):
         return json.dumps(value, sort_keys=True, default=str)
-    return value
+    return _text(value) if isinstance(value, str) else value
 
 
 def to_csv(leaderboard: dict[str, Any]) -> str:
-    """One row per trial; `param.<name>` columns over the union of every trial's params."""
+    """One row per trial; `param.<name>` columns over the union of every trial's params.
+
+    Text cells that a spreadsheet would run as a formula are defused (`FORMULA_STARTS`).
+    """
     trials = leaderboard["trials"]
     n_folds = max((len(t.get("fold_scores") or []) for t in trials), default=0)
     names = sorted({name for t in trials for name in (t.get("params") or {})})
     header = ["rank", "trial_id", "model", "status", "mean_score", "std_score", "fit_seconds",
               *(f"fold_{k}" for k in range(1, n_folds + 1)), "params", "error", *(f"param.{n}" for n in names)]
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # RFC 4180 line ends: the writer then quotes a cell holding a bare CR too, which "\n" would leave bare.
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)
     rank = 0
     for trial in trials:
@@ -73,7 +87,7 @@ def to_csv(leaderboard: dict[str, Any]) -> str:
         folds = list(trial.get("fold_scores") or [])
         params = trial.get("params") or {}
         writer.writerow([
-            rank if ranked else "", trial["trial_id"], trial.get("model"), trial.get("status"),
+            rank if ranked else "", _cell(trial["trial_id"]), _cell(trial.get("model")), _cell(trial.get("status")),
             *(_cell(trial.get(k)) for k in ("mean_score", "std_score", "fit_seconds")),
             *(_cell(v) for v in folds + [None] * (n_folds - len(folds))),
             json.dumps(params, sort_keys=True, default=str), _cell(trial.get("error")),

@@ -3,6 +3,9 @@
 Params differ between model types, so a numeric axis may lack values for some trials: those sit
 on an extra tick below the axis ("n/a", or "None" for an explicit null) instead of being dropped.
 Non-numeric params become categorical axes (integer positions with the values as tick labels).
+
+Every label that comes from a spec or a result (axis names, tick labels, titles) goes through
+`plot_text`: plotly draws a subset of HTML in labels, so a param value must not be read as markup.
 """
 
 from __future__ import annotations
@@ -22,23 +25,34 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
+def plot_text(value: Any) -> str:
+    """`value` as text for a plotly label (tick, hover text, legend, title).
+
+    plotly renders a subset of HTML there (`<a href>`, `<b>`, `<br>`, `<span style>`), so `&`, `<`
+    and `>` are escaped: plotly turns those entities back into the characters it shows, while a
+    tag never forms. Quotes stay as they are (no tag, no attribute; plotly would show `&quot;` as typed).
+    """
+    return html.escape(str(value), quote=False)
+
+
 def _label(value: Any) -> str:
     if value is _MISSING:
         return "n/a"
     if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, default=str)
+        return plot_text(value)
+    return plot_text(json.dumps(value, sort_keys=True, default=str))
 
 
 def _categorical(label: str, values: list[Any]) -> dict[str, Any]:
     names = sorted({_label(v) for v in values})
     index = {name: i for i, name in enumerate(names)}
-    return {"label": label, "values": [index[_label(v)] for v in values], "tickvals": list(range(len(names))),
-            "ticktext": names, "range": [-0.5, len(names) - 0.5]}
+    return {"label": plot_text(label), "values": [index[_label(v)] for v in values],
+            "tickvals": list(range(len(names))), "ticktext": names, "range": [-0.5, len(names) - 0.5]}
 
 
 def _numeric(label: str, values: list[Any]) -> dict[str, Any]:
     numbers = [float(v) for v in values if _is_number(v)]
+    label = plot_text(label)
     if len(numbers) == len(values):
         return {"label": label, "values": numbers}
     low, high = min(numbers), max(numbers)
@@ -64,7 +78,7 @@ def dimensions(leaderboard: dict[str, Any]) -> list[dict[str, Any]]:
         dims.append(_numeric(name, values) if numeric else _categorical(name, values))
     dims.append(_categorical("model", [t.get("model") for t in trials]))
     scores = [float(t["mean_score"]) for t in trials]
-    dims.append({"label": leaderboard.get("metric") or "mean_score", "values": scores})
+    dims.append({"label": plot_text(leaderboard.get("metric") or "mean_score"), "values": scores})
     return dims
 
 
@@ -92,6 +106,6 @@ def parallel_coordinates_html(leaderboard: dict[str, Any], path: Any) -> Any:
               "colorbar": {"title": {"text": dims[-1]["label"]}}},
         dimensions=dims,
     ))
-    figure.update_layout(title={"text": f"{leaderboard.get('experiment')} / {leaderboard.get('run_id')}: "
-                                        f"{len(scores)} successful trials"})
+    figure.update_layout(title={"text": plot_text(f"{leaderboard.get('experiment')} / {leaderboard.get('run_id')}: "
+                                                  f"{len(scores)} successful trials")})
     return write_text_atomic(path, figure.to_html(include_plotlyjs=True, full_html=True))

@@ -1,7 +1,9 @@
 """The experiment spec of shared/experiment-spec.md as pydantic models.
 
-Structural checks live here; checks that need the data or the model zoo (target column, known
-estimator parameters, scorer names) live in `validate.py` so this module stays import-light.
+Structural checks live here, with the deployment's limits on what a spec may buy (`check_limits`,
+MLFLEET_MAX_*, read whenever a spec is validated); checks that need the data or the model zoo
+(target column, known estimator parameters, scorer names) live in `validate.py` so this module
+stays import-light.
 """
 
 from __future__ import annotations
@@ -11,16 +13,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from mlfleet.config import Limits
+
 MODEL_TYPES = ("xgboost", "lightgbm", "random_forest", "logistic_l1", "mlp")
 # Lower-case letters, digits and dashes, a letter or digit at both ends: the name goes into SageMaker
 # job names and Kubernetes pod names and labels, and neither takes a leading or trailing dash.
 NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$"
-# The most trials one sweep may have: 10x the largest measured (10,000, docs/benchmarks-large.md).
-MAX_TRIALS = 100_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No .inf or .nan anywhere: an infinite timeout never fires, an infinite cpu request never schedules.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Resources(_Strict):
@@ -66,7 +69,7 @@ class Prune(_Strict):
 class Search(_Strict):
     strategy: Literal["grid", "random", "bayes"] = "grid"
     n_trials: int | None = Field(
-        default=None, ge=1, le=MAX_TRIALS,
+        default=None, ge=1,
         description="Random and bayes search: how many trials in all (a grid runs every combination).")
     batch_size: int | None = Field(default=None, ge=1)
     # `prune: true` is `prune: {}` (the defaults); `prune: false` or no key: every fold of every trial runs
@@ -154,12 +157,11 @@ class ExperimentSpec(_Strict):
         return search
 
     @model_validator(mode="after")
-    def _param_shapes(self) -> "ExperimentSpec":
+    def _param_shapes(self, info: ValidationInfo) -> "ExperimentSpec":
         for i, model in enumerate(self.models):
             for key, value in model.params.items():
                 _check_param(f"models[{i}].params.{key}", value, self.search.strategy)
-        if self.search.strategy == "grid":
-            _check_grid_size(self.models)
+        check_limits(self, spec_limits(info))
         return self
 
     def resources_for(self, model_index: int) -> Resources:
@@ -171,14 +173,73 @@ def grid_size(params: dict[str, Any]) -> int:
     return math.prod(len(v) if isinstance(v, list) else 1 for v in params.values())
 
 
-def _check_grid_size(models: list[ModelEntry]) -> None:
+def _check_grid_size(models: list[ModelEntry], max_trials: int) -> None:
     """Refuse a grid too large to run by counting it, never by expanding it (a few lists of a few
     hundred values multiply to more trials than memory holds)."""
     sizes = [grid_size(model.params) for model in models]
-    if sum(sizes) > MAX_TRIALS:
+    if sum(sizes) > max_trials:
         biggest = max(range(len(sizes)), key=sizes.__getitem__)
-        raise ValueError(f"models: the grid has {sum(sizes):,} trials, more than {MAX_TRIALS:,} "
-                         f"(models[{biggest}] alone has {sizes[biggest]:,}); narrow the lists or use random search")
+        raise ValueError(f"models: the grid has {sum(sizes):,} trials, more than {max_trials:,} (the deployment's "
+                         f"limit, {_variable('max_trials')}; models[{biggest}] alone has {sizes[biggest]:,}); "
+                         "narrow the lists or use random search")
+
+
+def spec_limits(info: ValidationInfo | None = None) -> Limits:
+    """The deployment's limits, read now (MLFLEET_MAX_*), unless the caller validates with its own
+    (`ExperimentSpec.model_validate(data, context={"limits": limits})`)."""
+    given = (info.context or {}).get("limits") if info is not None else None
+    return given if isinstance(given, Limits) else Limits()
+
+
+def _variable(setting: str) -> str:
+    return f"MLFLEET_{setting.upper()}"
+
+
+def _above(field: str, value: float, limit: float, setting: str) -> ValueError:
+    return ValueError(f"{field}: {_number(value)} is above the deployment's limit {_number(limit)} "
+                      f"({_variable(setting)})")
+
+
+def _number(value: float) -> str:
+    """`8`, `1e+09`, `0.5`: an int as written, a float short."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def check_limits(spec: ExperimentSpec, limits: Limits) -> None:
+    """Refuse a spec that asks for more than the deployment allows: every field that buys machines
+    or time (a batch's timeout, batches side by side, a trial's resources, trials, rounds), each
+    named with its setting.
+
+    Raised as ValueError with the field in front, like the other model-level checks.
+    """
+    budget, search = spec.budget, spec.search
+    if search.strategy == "grid":
+        _check_grid_size(spec.models, limits.max_trials)
+    checks: list[tuple[str, float, float, str]] = [
+        ("budget.timeout_minutes", budget.timeout_minutes, limits.max_timeout_minutes, "max_timeout_minutes"),
+        ("budget.max_parallel", budget.max_parallel, limits.max_parallel, "max_parallel"),
+    ]
+    if search.n_trials is not None:
+        checks.append(("search.n_trials", search.n_trials, limits.max_trials, "max_trials"))
+    if search.batch_size is not None:
+        checks.append(("search.batch_size", search.batch_size, limits.max_batch_size, "max_batch_size"))
+    sections = [("resources", spec.resources)] + [
+        (f"models[{i}].resources", model.resources) for i, model in enumerate(spec.models) if model.resources]
+    for where, resources in sections:
+        checks += [(f"{where}.cpu", resources.cpu, limits.max_cpu, "max_cpu"),
+                   (f"{where}.memory_gb", resources.memory_gb, limits.max_memory_gb, "max_memory_gb"),
+                   (f"{where}.gpu", resources.gpu, limits.max_gpu, "max_gpu")]
+    for field, value, limit, setting in checks:
+        if value > limit:
+            raise _above(field, value, limit, setting)
+    if search.strategy == "bayes" and search.n_trials:
+        per_round = search.batch_size or budget.max_parallel
+        rounds = math.ceil(search.n_trials / per_round)
+        if rounds > limits.max_rounds:
+            raise ValueError(
+                f"search.n_trials: {search.n_trials} trials, {per_round} a round (search.batch_size, else "
+                f"budget.max_parallel), are {rounds} rounds, above the deployment's limit {limits.max_rounds} "
+                f"({_variable('max_rounds')}); give a larger search.batch_size or fewer trials")
 
 
 def _check_prune(prune: Prune, folds: int) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlfleet.config import Limits
 from mlfleet.spec.errors import SpecError
-from mlfleet.spec.model import ExperimentSpec
+from mlfleet.spec.model import ExperimentSpec, check_limits
 
 
 def check_metric(spec: ExperimentSpec) -> None:
@@ -51,8 +52,19 @@ def check_target(spec: ExperimentSpec, frame: Any) -> None:
             raise SpecError("task", f"{spec.target!r} has {len(counts)} classes; is this a regression target?")
 
 
+def check_within_limits(spec: ExperimentSpec, limits: Limits | None = None) -> None:
+    """The deployment's limits (MLFLEET_MAX_*), read now: parsing checks them too, but a spec object
+    built earlier (or under other limits) reaches validation without being parsed again."""
+    try:
+        check_limits(spec, limits if limits is not None else Limits())
+    except ValueError as err:
+        field, message = str(err).split(": ", 1)
+        raise SpecError(field, message) from None
+
+
 def check_static(spec: ExperimentSpec) -> None:
     """Everything that does not need the data."""
+    check_within_limits(spec)
     check_metric(spec)
     check_params(spec)
 

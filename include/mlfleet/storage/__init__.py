@@ -8,10 +8,13 @@ entrypoint in the trial image and every layer above it share one implementation 
 from mlfleet.storage.atomic import (
     write_bytes_atomic,
     write_json_atomic,
+    write_json_once,
+    write_private_atomic,
     write_text_atomic,
     write_with,
 )
 from mlfleet.storage.hashing import bytes_sha256, file_sha256, short_digest
+from mlfleet.storage.private import keep_private, private_dir
 from mlfleet.storage.locations import (
     Location,
     as_path,
@@ -33,13 +36,17 @@ __all__ = [
     "forget_listings",
     "is_object_path",
     "is_remote",
+    "keep_private",
     "parquet_bytes",
+    "private_dir",
     "read_parquet",
     "short_digest",
     "split_s3_uri",
     "uri_of",
     "write_bytes_atomic",
     "write_json_atomic",
+    "write_json_once",
+    "write_private_atomic",
     "write_text_atomic",
     "write_with",
 ]

@@ -59,4 +59,47 @@ def write_text_atomic(path: Any, text: str) -> Any:
 
 def write_json_atomic(path: Any, data: Any) -> Any:
     """JSON with one-space indent; values JSON cannot hold (dates, paths) are written as strings."""
-    return write_text_atomic(path, json.dumps(data, indent=1, default=str))
+    return write_text_atomic(path, _json(data))
+
+
+def write_private_atomic(path: Any, text: str) -> Any:
+    """A secret only this user may read (mode 0600, set before the rename, so it is never readable
+    by others, not even for a moment). In the object store the bucket's policy decides who reads it."""
+    if is_object_path(path):
+        return write_text_atomic(path, text)
+    path = Path(path)
+    with _temp_beside(path) as tmp:
+        tmp.chmod(0o600)
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_json_once(path: Any, data: Any) -> bool:
+    """Create `path` with `data` unless it exists; True when this call created it.
+
+    Locally the name is taken by a hard link to a complete temp file, which fails when the name
+    exists: of two writers racing for one name exactly one wins, and a reader never sees half of
+    it. The object store has no exclusive create here: it checks, then PUTs (a race is not ruled out).
+    """
+    text = _json(data)
+    if is_object_path(path):
+        if path.exists():
+            return False
+        path.write_bytes(text.encode("utf-8"))
+        return True
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.link(name, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(name)
+    return True
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=1, default=str)

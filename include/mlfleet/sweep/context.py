@@ -43,6 +43,18 @@ class SweepRef(BaseModel):
         return location(self.results_dir, conn_id=self.store_conn_id)
 
 
+class AirflowRun(BaseModel):
+    """The Airflow run that started a sweep (its round 0): it owns the sweep's folder, and only
+    continuation runs of its DAG may continue the sweep (mlfleet.sweep.continuation)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dag_id: str
+    run_id: str
+
+    def __str__(self) -> str:
+        return f"{self.dag_id}/{self.run_id}"
+
+
 class Champion(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     version: str
@@ -82,6 +94,8 @@ class SweepContext(BaseModel):
     retraining: Retraining | None = None
     # The Airflow connection of an object-store results_dir (sweep_state=object_store); None: local.
     store_conn_id: str | None = None
+    # The Airflow run whose prepare started the sweep; None for `mlfleet sweep` and direct calls.
+    airflow_run: AirflowRun | None = None
 
     @cached_property
     def experiment_spec(self) -> ExperimentSpec:

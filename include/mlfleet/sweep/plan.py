@@ -14,7 +14,7 @@ from mlfleet.sweep.ids import run_id_from_airflow
 from mlfleet.sweep.prepare import prepare, validate
 from mlfleet.sweep.propose import plan_round
 from mlfleet.sweep.rounds import batch_size
-from mlfleet.trials import expand
+from mlfleet.trials import expand, space_notice
 
 
 def plan(spec_source: Any, *, settings: Settings, backend: str | None = None, dag_run_id: str | None = None) -> dict[str, Any]:
@@ -22,7 +22,8 @@ def plan(spec_source: Any, *, settings: Settings, backend: str | None = None, da
 
     The run id is the one the given Airflow run would use, else one derived from the spec, so
     planning twice prints the same job and pod names. Bayes searches show round 0 as proposed by
-    an in-memory study (later rounds depend on scores).
+    an in-memory study (later rounds depend on scores). `n_trials` is how many trials will run;
+    `notice` says why when that is fewer than `n_trials_asked` (the space is smaller).
     """
     spec = validate(spec_source, settings=settings, backend=backend)
     backend = backend or spec.backend or settings.backend
@@ -35,7 +36,7 @@ def plan(spec_source: Any, *, settings: Settings, backend: str | None = None, da
             from mlfleet import tuning
 
             study = tuning.open_study(storage=None, name=f"plan-{digest}", seed=spec.cv.seed)
-            trials = tuning.ask(study, spec, min(batch_size(spec), spec.search.n_trials or 0))
+            trials = tuning.ask(study, spec, min(batch_size(spec), context.n_trials))
         else:
             trials = expand(spec)
         batches = plan_round(spec, trials, round_index=0, settings=settings, backend=backend)
@@ -43,7 +44,9 @@ def plan(spec_source: Any, *, settings: Settings, backend: str | None = None, da
                     "trials": [t["trial_id"] for t in b["trials"]], "request": _request(context, b, settings)}
                    for b in batches]
     return {"experiment": spec.name, "run_id": run_id, "backend": backend, "rounds": context.rounds,
-            "n_trials": context.n_trials, "data_sha256": context.data_sha256,
+            "n_trials": context.n_trials, "n_trials_asked": spec.search.n_trials,
+            "notice": space_notice(strategy=spec.search.strategy, asked=spec.search.n_trials, running=context.n_trials),
+            "data_sha256": context.data_sha256,
             "data_uri": context.data_uri, "batches": entries}
 
 

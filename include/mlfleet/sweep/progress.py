@@ -19,6 +19,7 @@ from typing import Any
 from mlfleet.storage import as_path, forget_listings, is_object_path, write_json_atomic
 from mlfleet.sweep.context import CONTEXT_FILE
 from mlfleet.sweep.rounds import continuation_run_id
+from mlfleet.trials import space_notice
 
 AIRFLOW_RUN_FILE = "airflow_run.json"  # which Airflow run started the sweep (dag_id, run_id)
 LEADERBOARD_FILE = "leaderboard.json"
@@ -26,8 +27,9 @@ DECISION_FILE = "decision.json"
 # Experiment names and run ids as mlfleet writes them; anything else is not ours to open.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 # `<experiment>__<sweep run id>__round_NNNN` (rounds.continuation_run_id); a sweep run id is
-# `run_id_from_airflow`'s: up to 15 of [0-9T] (or "run"), a dash, 4 hex digits.
-_CONTINUATION = re.compile(r"(?P<experiment>.+)__(?P<run>(?:[0-9T]{1,15}|run)-[0-9a-f]{4})__round_(?P<round>\d{4})")
+# `run_id_from_airflow`'s: up to 15 of [0-9T] (or "run"), a dash, 16 hex digits (4 before 2026-12).
+_CONTINUATION = re.compile(
+    r"(?P<experiment>.+)__(?P<run>(?:[0-9T]{1,15}|run)-(?:[0-9a-f]{16}|[0-9a-f]{4}))__round_(?P<round>\d{4})")
 
 
 class NotFound(LookupError):
@@ -121,6 +123,8 @@ class SweepSummary:
     airflow_run_id: str | None
     registered_model: dict[str, Any] | None
     decision: dict[str, Any] | None
+    # Why fewer trials run than n_trials asked (the space is smaller; `trials.space_notice`), else None.
+    notice: str | None = None
 
 
 def _started(path: Path) -> str:
@@ -144,16 +148,20 @@ def summary(path: Path, rows: list[dict[str, Any]] | None = None, board: dict[st
     ok = [r for r in finished if r.get("status") == "success" and isinstance(r.get("mean_score"), (int, float))]
     best = board["best"] if board else (max(ok, key=lambda r: r["mean_score"]) if ok else None)
     runs = airflow_runs(path)
+    search = spec.get("search") or {}
+    notice = space_notice(strategy=str(search.get("strategy", "grid")), asked=search.get("n_trials"),
+                          running=int(context.get("n_trials") or 0)) if context.get("n_trials") else None
     return SweepSummary(
         experiment=str(context.get("experiment", path.parent.name)), run_id=str(context.get("run_id", path.name)),
         kind="retrain" if context.get("retraining") else "sweep", state="finished" if board else "running",
         started=_started(path),
-        strategy=str((spec.get("search") or {}).get("strategy", "grid")), metric=str(spec.get("metric", "")),
+        strategy=str(search.get("strategy", "grid")), metric=str(spec.get("metric", "")),
         trials_done=len(finished), trials_failed=len(finished) - len(ok),
         trials_total=max(int(context.get("n_trials") or 0), len(rows)),
         best={k: best.get(k) for k in ("trial_id", "model", "params", "mean_score")} if best else None,
         dag_id=dag_of(path), airflow_run_id=runs[0] if runs else None,
         registered_model=(board or {}).get("registered_model"), decision=_read_json(path / DECISION_FILE),
+        notice=notice,
     )
 
 

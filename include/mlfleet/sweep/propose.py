@@ -61,10 +61,15 @@ def propose(context: SweepContext, *, round_index: int, settings: Settings) -> l
 
         record(context, settings=settings)
         record_history(context, settings=settings)  # so this round's predictions learn from the last
-        remaining = (spec.search.n_trials or 0) - round_index * batch_size(spec)
-        known = {t.optuna_number for t in proposed_trials(context) if t.optuna_number is not None}
-        trials = (ask(open_study(context, settings, round_index=round_index), spec, min(batch_size(spec), remaining),
-                      known=known) if remaining > 0 else [])
+        # context.n_trials: n_trials, or the space's size when it holds fewer distinct configurations
+        wanted = min(batch_size(spec), context.n_trials - round_index * batch_size(spec))
+        proposed = proposed_trials(context)
+        known = {t.optuna_number for t in proposed if t.optuna_number is not None}
+        trials = (ask(open_study(context, settings, round_index=round_index), spec, wanted, known=known,
+                      tried={t.trial_id for t in proposed}) if wanted > 0 else [])
+        if len(trials) < wanted:
+            log.warning("round %d: every configuration of the space is tried; running %d of the %d this round asked",
+                        round_index, len(trials), wanted)
     else:
         trials = expand(spec)
     payload = plan_round(spec, trials, round_index=round_index, settings=settings, backend=context.backend,

@@ -20,10 +20,11 @@ def batch_size(spec: ExperimentSpec) -> int:
     return spec.search.batch_size or spec.budget.max_parallel
 
 
-def rounds_needed(spec: ExperimentSpec) -> int:
+def rounds_needed(spec: ExperimentSpec, *, n_trials: int | None = None) -> int:
+    """Rounds for `n_trials` trials (default: the spec's; a space smaller than that gives fewer)."""
     if spec.search.strategy != "bayes":
         return 1
-    return math.ceil((spec.search.n_trials or 1) / batch_size(spec))
+    return math.ceil((n_trials or spec.search.n_trials or 1) / batch_size(spec))
 
 
 def continuation_run_id(experiment: str, run_id: str, round_index: int) -> str:

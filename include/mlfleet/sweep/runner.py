@@ -31,6 +31,7 @@ from mlfleet.sweep.context import SweepContext
 from mlfleet.sweep.finalize import finalize
 from mlfleet.sweep.prepare import prepare, validate
 from mlfleet.sweep.propose import propose
+from mlfleet.trials import space_notice
 
 
 def run_sweep(spec_source: Any, *, settings: Settings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -44,6 +45,9 @@ def run_sweep(spec_source: Any, *, settings: Settings, progress: Callable[[str],
     context = SweepContext.load(steps.run(_prepare, spec=spec, settings=settings))
     say(f"{context.experiment} {context.run_id}: {context.n_rows} rows, {len(context.features)} features, "
         f"{context.rounds} round(s)")
+    notice = space_notice(strategy=spec.search.strategy, asked=spec.search.n_trials, running=context.n_trials)
+    if notice:
+        say(f"{context.experiment} {context.run_id}: {notice}")
     done = 0
     best: float | None = None
     for round_index in range(context.rounds):

@@ -95,14 +95,18 @@ def create_app(access: Access) -> FastAPI:
 
     @app.get("/runs/{dag_id}/{run_id:path}")
     def airflow_run(request: Request, dag_id: str, run_id: str, dags: set[str] = Depends(readable)) -> Response:
-        """The DAG-run tab: this Airflow run's sweep (a continuation run shows the sweep it continues)."""
-        from mlfleet.sweep.progress import find_airflow_run
+        """The DAG-run tab: this Airflow run's sweep (a continuation run shows the sweep it continues).
+
+        A sweep of a DAG the user may not read answers as one that does not exist (the same 404
+        page), also when the URL names a DAG they may read: a continuation run id names its sweep.
+        """
+        from mlfleet.sweep.progress import dag_of, find_airflow_run
 
         from mlfleet.sweep.context import experiments_root
 
         path = find_airflow_run(experiments_root(access.settings()), dag_id, run_id) if dag_id in dags else None
-        if path is None:
-            return page(request, "no_results.html", dag_id=dag_id, run_id=run_id)
+        if path is None or dag_of(path) != dag_id:
+            return page(request, "no_results.html", status_code=404, dag_id=dag_id, run_id=run_id)
         root = request.scope.get("root_path", "")
         return RedirectResponse(f"{root}/experiments/{quote(path.parent.name)}/{quote(path.name)}", status_code=307)
 
@@ -154,17 +158,14 @@ def create_app(access: Access) -> FastAPI:
     def drift_report(request: Request, model: str, report: str, dags: set[str] = Depends(readable)) -> HTMLResponse:
         if DRIFT_DAG not in dags:
             raise NotFound(f"no drift report {model}/{report}")
-        return page(request, "drift_report.html", **views.drift_report(access.settings(), model, report))
+        return page(request, "drift_report.html", **views.drift_report(access.settings(), model, report, dags))
 
     @app.get("/models", response_class=HTMLResponse)
     def models(request: Request, dags: set[str] = Depends(readable)) -> HTMLResponse:
-        found = views.models(access.settings()) if dags & SWEEP_DAGS else []
-        return page(request, "models.html", models=found)
+        return page(request, "models.html", models=views.models(access.settings(), dags & SWEEP_DAGS))
 
     @app.get("/models/{name}", response_class=HTMLResponse)
     def model(request: Request, name: str, dags: set[str] = Depends(readable)) -> HTMLResponse:
-        if not dags & SWEEP_DAGS:
-            raise NotFound(f"no registered model {name!r}")
-        return page(request, "model.html", **views.model_history(access.settings(), name))
+        return page(request, "model.html", **views.model_history(access.settings(), name, dags & SWEEP_DAGS))
 
     return app

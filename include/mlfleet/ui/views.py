@@ -23,23 +23,53 @@ from mlfleet.sweep.context import experiments_root
 from mlfleet.sweep.progress import NotFound, safe_name
 
 FAILED, SUCCESS, PENDING = "failed", "success", "pending"
+RETRAIN_DAG = "retrain"  # its runs make the promotion decisions: only its readers see them
+# A version `retraining.decide` registered carries its decision in this tag (used when the retrain's
+# results directory is gone and cannot say which DAG made the version).
+DECISION_TAG = "mlfleet.decision"
 
 
 def experiments(settings: Settings, readable: set[str]) -> list[dict[str, Any]]:
     """Every sweep and retrain the user may read (by its DAG), newest first, with its champion."""
     sweeps = [s for s in progress.list_sweeps(experiments_root(settings)) if s.dag_id in readable]
-    champions = _champions(settings, {s.experiment for s in sweeps})
+    champions = _champions(settings, {s.experiment for s in sweeps}, readable)
     return [{**asdict(s), "champion_version": champions.get(s.experiment)} for s in sweeps]
 
 
-def _champions(settings: Settings, names: set[str]) -> dict[str, str]:
-    """name -> champion version, for the names that have one (one MLflow query for all)."""
+def _champions(settings: Settings, names: set[str], readable: set[str]) -> dict[str, str]:
+    """name -> champion version, for the names whose champion the user may see (two MLflow queries for all)."""
     if not names or not _has_registry(settings):
         return {}
     from mlfleet.results.tracking import registered_models
 
+    visible = _readable_versions(settings, readable)
     return {m["name"]: m["aliases"]["champion"] for m in registered_models(settings)
-            if m["name"] in names and "champion" in m["aliases"]}
+            if m["name"] in names and str(m["aliases"].get("champion")) in visible.get(m["name"], set())}
+
+
+def _version_dag(settings: Settings, version: dict[str, Any]) -> str:
+    """The DAG whose sweep registered a model version: what decides who may see it."""
+    try:
+        path = progress.run_path(experiments_root(settings), version["name"], version["sweep_run_id"])
+    except NotFound:  # results removed (or kept elsewhere): the version's own tags say if a retrain made it
+        return RETRAIN_DAG if DECISION_TAG in version["tags"] else "experiment_sweep"
+    return progress.dag_of(path)
+
+
+def _readable_versions(settings: Settings, readable: set[str], name: str | None = None) -> dict[str, set[str]]:
+    """Model name -> the versions mlfleet registered from sweeps of DAGs the user may read.
+
+    Models mlfleet did not register (no sweep tag) are never among them, whoever asks.
+    """
+    if not readable or not _has_registry(settings):
+        return {}
+    from mlfleet.results.tracking import registered_versions
+
+    visible: dict[str, set[str]] = {}
+    for version in registered_versions(settings, name):
+        if _version_dag(settings, version) in readable:
+            visible.setdefault(version["name"], set()).add(version["version"])
+    return visible
 
 
 def _has_registry(settings: Settings) -> bool:
@@ -174,8 +204,9 @@ def drift_reports(settings: Settings) -> list[dict[str, Any]]:
     return sorted(found, key=lambda r: (str(r["checked_at"]), r["report"]), reverse=True)
 
 
-def drift_report(settings: Settings, model: str, report: str) -> dict[str, Any]:
-    """One report with a histogram per feature, and the retrain it triggered with its decision."""
+def drift_report(settings: Settings, model: str, report: str, readable: set[str]) -> dict[str, Any]:
+    """One report with a histogram per feature, and (for readers of `retrain`) the retrain it
+    triggered with its decision."""
     path = state_root(settings, "drift") / safe_name(model, "model") / f"{safe_name(report, 'report')}.json"
     data = _read(path)
     if data is None:
@@ -183,8 +214,8 @@ def drift_report(settings: Settings, model: str, report: str) -> dict[str, Any]:
     features = [{"name": name, **{k: v for k, v in values.items() if k != "histogram"},
                  "figure": figures.drift_histogram(name, values["histogram"]) if values.get("histogram") else None}
                 for name, values in sorted(data.get("features", {}).items())]
-    return {"model": model, "report": report, "data": data, "features": features,
-            "retrain": _triggered_retrain(settings, model, report, data)}
+    retrain = _triggered_retrain(settings, model, report, data) if RETRAIN_DAG in readable else None
+    return {"model": model, "report": report, "data": data, "features": features, "retrain": retrain}
 
 
 def _triggered_retrain(settings: Settings, model: str, report: str, data: dict[str, Any]) -> dict[str, Any] | None:
@@ -207,31 +238,39 @@ def _read(path: Path) -> Any:
         return None
 
 
-def models(settings: Settings) -> list[dict[str, Any]]:
-    if not _has_registry(settings):
+def models(settings: Settings, readable: set[str]) -> list[dict[str, Any]]:
+    """The models mlfleet registered with a version the user may see, each with the aliases that
+    point at such a version (a champion a retrain promoted shows only to readers of `retrain`)."""
+    visible = _readable_versions(settings, readable)
+    if not visible:
         return []
     from mlfleet.results.tracking import registered_models
 
-    return registered_models(settings)
+    return [{**m, "aliases": {alias: v for alias, v in m["aliases"].items() if str(v) in visible[m["name"]]}}
+            for m in registered_models(settings) if m["name"] in visible]
 
 
-def model_history(settings: Settings, name: str) -> dict[str, Any]:
-    """A registered model's versions, newest first, each with the promotion decision that judged it."""
+def model_history(settings: Settings, name: str, readable: set[str]) -> dict[str, Any]:
+    """A registered model's versions the user may see, newest first, each with the promotion
+    decision that judged it (for readers of `retrain`). NotFound alike for a model that does not
+    exist, that mlfleet did not register, and that the user may not see."""
     safe_name(name, "model")
-    if not _has_registry(settings):
+    visible = _readable_versions(settings, readable, name).get(name, set())
+    if not visible:
         raise NotFound(f"no registered model {name!r}")
     from mlfleet.results.tracking import version_history
 
-    versions = version_history(settings, name)
+    versions = [v for v in version_history(settings, name) if v["version"] in visible]
     if not versions:
         raise NotFound(f"no registered model {name!r}")
     decisions = {}
-    root = state_root(settings, "decisions")
-    forget_listings(root)
-    for path in root.glob(f"{name}/*.json"):
-        decision = _read(path)
-        if decision and decision.get("challenger_version"):
-            decisions[str(decision["challenger_version"])] = decision
+    if RETRAIN_DAG in readable:
+        root = state_root(settings, "decisions")
+        forget_listings(root)
+        for path in root.glob(f"{name}/*.json"):
+            decision = _read(path)
+            if decision and decision.get("challenger_version"):
+                decisions[str(decision["challenger_version"])] = decision
     for version in versions:
         version["decision"] = decisions.get(version["version"])
         version["sweep_run_id"] = version["tags"].get("mlfleet.sweep_run_id")

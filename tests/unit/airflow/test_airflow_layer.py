@@ -14,22 +14,27 @@ from mlfleet.spec import ExperimentSpec, SpecError
 def test_the_spec_param_requires_what_the_model_requires() -> None:
     from mlfleet.airflow.params import spec_param
 
-    param = spec_param("specs/churn-baseline.yaml")
+    param = spec_param()
     required = [name for name, field in ExperimentSpec.model_fields.items() if field.is_required()]
     assert param.schema["required"] == required == ["name", "task", "target", "metric", "dataset", "models"]
-    assert param.resolve() == "specs/churn-baseline.yaml"
+    assert param.resolve() is None
+    assert param.resolve("name: x\ntask: classification\n").startswith("name: x")
     assert param.resolve({"name": "x", "task": "classification", "target": "t", "metric": "accuracy",
                           "dataset": {"builtin": "iris"}, "models": []})["name"] == "x"
 
 
-@pytest.mark.parametrize("value", [{"name": "x"}, "", 7])
+@pytest.mark.parametrize("value", [{"name": "x"}, "", 7, "specs/churn-baseline.yaml", "/etc/passwd",
+                                   "name: x\n" + "#" * 1_000_000],
+                         ids=["object without fields", "empty", "number", "spec file's path", "worker file's path",
+                              "over a megabyte"])
 def test_the_spec_param_refuses_what_can_never_be_a_spec(value) -> None:
+    """A path is refused by the form itself (a spec's text has `key: value`); prepare refuses it again."""
     from airflow.sdk.definitions.param import ParamValidationError
 
     from mlfleet.airflow.params import spec_param
 
     with pytest.raises(ParamValidationError):
-        spec_param("specs/churn-baseline.yaml").resolve(value)
+        spec_param().resolve(value)
 
 
 def test_date_param() -> None:
@@ -52,7 +57,23 @@ def test_dags_get_the_shared_defaults() -> None:
 
     dag = probe()
     assert dag.catchup is False and dag.max_active_runs == 1 and dag.tags == {"mlfleet", "probe"}
-    assert dag.default_args == {"owner": "ml-platform", "retries": 3, "retry_delay": timedelta(seconds=5)}
+    assert dag.default_args == {"owner": "ml-platform", "retries": 3, "retry_delay": timedelta(seconds=5),
+                                "execution_timeout": timedelta(minutes=120)}  # MLFLEET_TASK_TIMEOUT_MINUTES
+
+
+def test_task_timeouts_come_from_the_settings_when_the_dag_is_parsed(monkeypatch) -> None:
+    from mlfleet.airflow.dag_defaults import batch_timeout, mlfleet_dag, task_timeout
+
+    assert batch_timeout() == timedelta(minutes=1440 + 120)  # the longest batch any spec may ask for, and more
+    monkeypatch.setenv("MLFLEET_TASK_TIMEOUT_MINUTES", "30")
+    monkeypatch.setenv("MLFLEET_MAX_TIMEOUT_MINUTES", "600")
+    assert task_timeout() == timedelta(minutes=30) and batch_timeout() == timedelta(minutes=630)
+
+    @mlfleet_dag(dag_id="timeout_probe", doc_md="probe", schedule=None, tag="probe", execution_timeout=batch_timeout())
+    def probe():
+        pass
+
+    assert probe().default_args["execution_timeout"] == timedelta(minutes=630)
 
 
 def test_a_spec_error_fails_the_task_without_retry() -> None:
@@ -68,12 +89,20 @@ def test_a_spec_error_fails_the_task_without_retry() -> None:
             raise KeyError("x")
 
 
-def test_a_spec_path_is_also_tried_from_the_project_root(tmp_path: Path, monkeypatch) -> None:
-    from mlfleet.airflow.sweep_tasks import resolve_spec_source
+@pytest.mark.parametrize("where", ["specs/iris-quick.yaml", "{project}/specs/iris-quick.yaml", "{tmp}/secret.yaml",
+                                   "{tmp}/missing.yaml", "/etc/passwd", "~/.ssh/id_rsa"])
+def test_a_path_in_the_spec_param_is_never_opened(tmp_path: Path, monkeypatch, where: str) -> None:
+    """The conf's `spec` is the spec itself: a path, to a file that exists or not, is one line of text,
+    refused the same way, so the answer says nothing of the worker's files and shows none of them."""
+    from mlfleet.airflow.sweep_tasks import spec_data
 
-    monkeypatch.chdir(tmp_path)
-    assert resolve_spec_source("specs/iris-quick.yaml") == str(PROJECT_ROOT / "specs/iris-quick.yaml")
-    assert resolve_spec_source("specs/missing.yaml") == "specs/missing.yaml"  # prepare names it
-    inline = {"name": "x"}
-    assert resolve_spec_source(inline) is inline
-    assert resolve_spec_source("name: x\ntask: classification\n").startswith("name: x")
+    monkeypatch.chdir(PROJECT_ROOT)  # where the old code also looked
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("password: hunter2\n")
+    path = where.format(project=PROJECT_ROOT, tmp=tmp_path)
+    with pytest.raises(SpecError) as caught:
+        spec_data({"spec": path, "spec_file": "specs/iris-quick.yaml"})
+    assert caught.value.field == "spec"
+    assert caught.value.message == ("expected a mapping of spec fields, got one line of text; give the spec itself "
+                                    "(YAML or JSON), or choose one of the project's spec files as spec_file")
+    assert "password" not in str(caught.value) and "hunter2" not in str(caught.value)

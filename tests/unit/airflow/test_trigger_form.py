@@ -119,11 +119,11 @@ def test_spec_file_lists_exactly_the_spec_files(dags) -> None:
     {"spec_file": "specs/iris-quick.yaml", "n_trials": None, "backend": "local", "max_parallel": 2,
      "timeout_minutes": 0.5},
     {"spec_file": "specs/iris-quick.yaml", "n_trials": 12},
-    {"spec": "specs/iris-quick.yaml"},  # what callers have always sent: a path
-    {"spec": SPEC_OBJECT},  # or an object (REST, CLI)
+    {"spec": SPEC_OBJECT},  # a spec as an object (REST, CLI)
     {"spec": "name: x\ntask: classification\n"},  # or text pasted in the form
+    {"spec": '{"name": "x", "task": "classification"}'},  # or JSON text
     {"sweep": {"experiment": "x", "run_id": "r", "results_dir": "/tmp/x"}, "round": 2},  # a bayes continuation
-], ids=["defaults", "overrides", "n_trials", "spec path", "spec object", "spec text", "continuation"])
+], ids=["defaults", "overrides", "n_trials", "spec object", "spec text", "spec json", "continuation"])
 def test_the_sweep_form_accepts(dags, conf) -> None:
     resolved = accepted(dags["experiment_sweep"], conf)
     assert {k: resolved[k] for k in conf} == conf
@@ -139,7 +139,12 @@ def test_the_sweep_form_accepts(dags, conf) -> None:
     ({"timeout_minutes": "soon"}, "timeout_minutes"),
     ({"backend": "gpu"}, "backend"),
     ({"spec_file": "specs/missing.yaml"}, "spec_file"),
+    ({"spec_file": "../../etc/passwd"}, "spec_file"),
+    ({"spec_file": "/etc/passwd"}, "spec_file"),
+    ({"spec_file": "specs/../../../etc/passwd"}, "spec_file"),
     ({"spec_file": None}, "spec_file"),
+    ({"spec": "specs/iris-quick.yaml"}, "spec"),  # a path is not a spec: spec_file names the project's files
+    ({"spec": "/etc/passwd"}, "spec"),
     ({"spec": ""}, "spec"),
     ({"spec": 7}, "spec"),
     ({"spec": {"name": "x"}}, "spec"),
@@ -149,16 +154,33 @@ def test_the_sweep_form_refuses(dags, conf, param) -> None:
 
 
 def test_what_a_run_sweeps(tmp_path: Path, monkeypatch) -> None:
-    from mlfleet.airflow.sweep_tasks import spec_source
+    from mlfleet.airflow.sweep_tasks import spec_data
+    from mlfleet.spec import load_spec_file
 
     monkeypatch.chdir(tmp_path)
-    assert spec_source({"spec_file": "specs/iris-quick.yaml", "spec": None}) == str(PROJECT_ROOT / "specs/iris-quick.yaml")
-    assert spec_source({"spec_file": "specs/iris-quick.yaml", "spec": SPEC_OBJECT}) is SPEC_OBJECT  # a pasted spec wins
-    assert spec_source({"spec_file": "specs/iris-quick.yaml", "spec": "specs/churn-baseline.yaml"}) == str(
-        PROJECT_ROOT / "specs/churn-baseline.yaml")
-    assert spec_source({"spec_file": "specs/iris-quick.yaml", "spec": " \n"}).endswith("iris-quick.yaml")  # blank
+    iris = load_spec_file(PROJECT_ROOT / "specs/iris-quick.yaml")
+    assert spec_data({"spec_file": "specs/iris-quick.yaml", "spec": None}) == iris
+    assert spec_data({"spec_file": "specs/iris-quick.yaml", "spec": SPEC_OBJECT}) is SPEC_OBJECT  # a pasted spec wins
+    assert spec_data({"spec_file": "specs/iris-quick.yaml", "spec": "name: x\ntask: regression\n"}) == {
+        "name": "x", "task": "regression"}
+    assert spec_data({"spec_file": "specs/iris-quick.yaml", "spec": " \n"}) == iris  # blank: the spec file
     with pytest.raises(SpecError, match="^spec: no spec given"):
-        spec_source({})
+        spec_data({})
+
+
+@pytest.mark.parametrize("spec_file", ["../../etc/passwd", "/etc/passwd", "specs/../../../etc/passwd",
+                                       "specs/../pyproject.toml", "specs/missing.yaml", "specs", "specs/", 7])
+def test_prepare_takes_only_a_project_spec_file(spec_file) -> None:
+    """What reaches the task without the form (REST conf is validated by the same schema, but prepare
+    runs on any params) is checked again against the same list, and no other file is opened."""
+    from mlfleet.airflow.params import spec_files
+    from mlfleet.airflow.sweep_tasks import spec_data
+
+    with pytest.raises(SpecError) as caught:
+        spec_data({"spec_file": spec_file})
+    assert caught.value.field == "spec_file"
+    assert caught.value.message.endswith(f"is not one of the project's spec files; choose one of "
+                                         f"{', '.join(spec_files())}")
 
 
 # --- retrain and feature_pipeline ----------------------------------------------------------------

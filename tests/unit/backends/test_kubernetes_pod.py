@@ -267,3 +267,31 @@ def test_a_retry_gets_its_own_pod_name_and_the_same_identity_labels(k8s_settings
     assert second.metadata.name == f"{arguments['name']}-t2"
     assert first.metadata.labels["map_index"] == second.metadata.labels["map_index"] == "0"
     assert first.metadata.labels["dag_id"] == "experiment_sweep"
+
+
+@pytest.mark.parametrize("which", ["cpu_manifest", "gpu_manifest"])
+def test_the_pod_runs_as_the_trial_images_user_with_no_privileges(which: str, request: pytest.FixtureRequest) -> None:
+    """Not root, no capability, no privilege escalation, the runtime's seccomp profile: for the trial
+    container and KPO's XCom sidecar alike (a valid pod, so the schemas accept every field)."""
+    manifest = request.getfixturevalue(which)
+    assert_valid(manifest)
+    pod = manifest["spec"]["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] == pod["runAsGroup"] == kubernetes.TRIAL_UID != 0
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in manifest["spec"]["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == ["ALL"], container["name"]
+        assert context["runAsNonRoot"] is True and not context.get("privileged"), container["name"]
+
+
+def test_the_trial_image_has_a_non_root_user_that_owns_the_entrypoints_root() -> None:
+    """The Dockerfile's `trial` stage ends as the pod's user, and /opt/ml (where the entrypoint writes)
+    is that user's."""
+    import re
+    from pathlib import Path
+
+    dockerfile = (Path(__file__).parents[3] / "Dockerfile").read_text()
+    trial = dockerfile.split("AS trial", 1)[1].split("\nFROM ", 1)[0]
+    users = re.findall(r"^USER (\S+)", trial, flags=re.M)
+    assert users and users[-1] == f"{kubernetes.TRIAL_UID}:{kubernetes.TRIAL_UID}"
+    assert re.search(rf"--uid {kubernetes.TRIAL_UID}\b", trial) and "/opt/ml" in trial

@@ -77,8 +77,8 @@ def test_log_ports_are_stored_once_and_replaced_only_when_another_program_took_t
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.bind(("", scheduler))
         squatter.listen()
-        # Our own scheduler holding it is fine ...
-        assert environment.log_ports(settings, running={"scheduler": True}) == ports
+        # Our own log server holding it is fine ...
+        assert environment.log_ports(settings, running={environment.LOG_SERVER: True}) == ports
         # ... without `running` nothing is checked ...
         assert environment.log_ports(settings) == ports
         # ... but a port another program took is replaced before starting.
@@ -87,3 +87,43 @@ def test_log_ports_are_stored_once_and_replaced_only_when_another_program_took_t
     assert moved["trigger_log_server_port"] == triggerer
     stored = json.loads((settings.airflow_home / environment.PORTS_FILE).read_text())
     assert stored == moved
+
+
+def test_secret_files_are_made_private_even_when_they_were_there_before(settings: Settings) -> None:
+    """A secrets or password file that existed with wider permissions (written by hand, or by
+    Airflow's SimpleAuthManager with the umask's mode) is 0600 once `mlfleet up` has read it."""
+    secrets_file = settings.airflow_home / environment.SECRETS_FILE
+    secrets_file.parent.mkdir(parents=True, exist_ok=True)
+    secrets_file.write_text(json.dumps({"fernet_key": "kept"}))  # rewritten: two keys are missing
+    secrets_file.chmod(0o644)
+    assert environment.deployment_secrets(settings)["fernet_key"] == "kept"
+    assert _mode(secrets_file) == 0o600
+    secrets_file.chmod(0o644)  # complete: read, not rewritten
+    environment.deployment_secrets(settings)
+    assert _mode(secrets_file) == 0o600
+    passwords = environment.passwords_file(settings)
+    passwords.write_text(json.dumps({settings.airflow_username: "pw"}))
+    passwords.chmod(0o644)
+    assert stack.admin_password(settings) == "pw" and _mode(passwords) == 0o600
+
+
+def test_mlfleet_home_and_airflow_home_are_created_private(tmp_path: Path) -> None:
+    fresh = Settings(home=tmp_path / "fresh" / "home")
+    stack.airflow_env(fresh)
+    assert _mode(fresh.home_dir) == 0o700 and _mode(fresh.airflow_home) == 0o700
+
+
+def test_task_logs_are_served_on_the_loopback_interface_only(settings: Settings) -> None:
+    """The scheduler and triggerer start no log server of their own (Airflow's listen on every
+    interface); the `log-server` component serves both ports on 127.0.0.1, and tasks report that
+    address as their host, so the api-server fetches running tasks' logs there."""
+    from importlib import import_module
+
+    from mlfleet.devstack import processes
+
+    for component in ("scheduler", "triggerer"):
+        assert processes.component_cmd(component)[-2:] == [component, "--skip-serve-logs"]
+    assert environment.LOG_SERVER in processes.COMPONENTS
+    assert processes.component_cmd(environment.LOG_SERVER)[1:] == ["-m", "mlfleet.airflow.log_server"]
+    module, name = stack.airflow_env(settings)["AIRFLOW__CORE__HOSTNAME_CALLABLE"].rsplit(".", 1)
+    assert getattr(import_module(module), name)() == "127.0.0.1"

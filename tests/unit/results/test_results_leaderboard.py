@@ -1,4 +1,5 @@
 import csv
+import io
 import json
 
 from mlfleet.results import build_leaderboard, read_leaderboard, write_leaderboard
@@ -62,3 +63,21 @@ def test_csv_columns_and_json_round_trip(tmp_path):
     assert json.loads(top["params"]) == {"max_depth": 3, "learning_rate": 0.1}
     assert rows[-1]["error"] == "ValueError: boom" and rows[-1]["mean_score"] == ""
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_csv_text_a_spreadsheet_would_run_is_defused_and_numbers_stay_numbers():
+    """OWASP's CSV-injection rule: text starting with = + - @ tab or CR gets a leading apostrophe."""
+    hostile = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+    rows = [row(f"t{k}", value, {"kernel": value, "alpha": -0.5}, [-0.25, -0.75]) for k, value in enumerate(hostile)]
+    rows.append(row("bad", "svm", {"kernel": "rbf", "alpha": -1}, None, error="=cmd|' /C calc'!A0"))
+    lb = build_leaderboard(experiment="e", run_id="r", metric="neg_log_loss", results_uri="u", rows=rows)
+    from mlfleet.results.leaderboard import to_csv
+
+    table = list(csv.DictReader(io.StringIO(to_csv(lb), newline="")))
+    for value in hostile:
+        (found,) = [r for r in table if r["model"] == f"'{value}"]
+        assert found["param.kernel"] == f"'{value}"
+        # Numbers are written as numbers: a negative score or param is not text to defuse.
+        assert (found["mean_score"], found["fold_1"], found["param.alpha"]) == ("-0.5", "-0.25", "-0.5")
+    failed = next(r for r in table if r["trial_id"] == "bad")
+    assert failed["error"] == "'=cmd|' /C calc'!A0" and failed["param.kernel"] == "rbf" and failed["param.alpha"] == "-1"

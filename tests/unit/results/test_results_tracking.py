@@ -262,3 +262,19 @@ def test_set_alias_and_version_tags(settings, registered):
     assert champ["tags"]["mlfleet.promoted_by"] == "drift" and champ["tags"]["mlfleet.psi"] == "0.3"
     results.set_alias(settings, "churn", "champion", 1)
     assert results.champion(settings, "churn")["version"] == "1"
+
+
+def test_registered_versions_are_the_ones_mlfleet_registered(settings, registered):
+    """The results UI's source of models: versions `register_model` tagged with their sweep, never a
+    model someone else keeps in the same registry."""
+    from mlfleet.results.tracking import registered_versions
+
+    mlflow_client = client(settings)
+    mlflow_client.create_registered_model("someone-elses")
+    mlflow_client.create_model_version("someone-elses", source="s3://elsewhere/model", tags={"team": "x"})
+    found = registered_versions(settings)
+    assert "someone-elses" not in {v["name"] for v in found}
+    churn = [(v["version"], v["sweep_run_id"]) for v in found if v["name"] == "churn"]
+    assert churn == [("1", "sweep-a"), ("2", "sweep-b")]
+    assert [(v["name"], v["version"]) for v in registered_versions(settings, "churn")] == [("churn", "1"), ("churn", "2")]
+    assert registered_versions(settings, "someone-elses") == []

@@ -162,6 +162,7 @@ def test_a_good_spec_inside_the_roots_runs(roots: Settings) -> None:
     ({**VALID, "dataset": {"path": "/etc/passwd"}}, "dataset.path"),
     ({**VALID, "name": "résumé"}, "name"),
     ({**VALID, "surprise": True}, "surprise"),
+    ({**VALID, "budget": {"timeout_minutes": 1e9}}, "budget.timeout_minutes: 1e+09 is above the deployment's limit"),
 ])
 def test_the_cli_exits_2_naming_the_field_and_writes_nothing(tmp_path: Path, spec: dict[str, Any],
                                                              field: str) -> None:

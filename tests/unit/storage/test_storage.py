@@ -88,3 +88,37 @@ def test_split_s3_uri_names_a_bad_uri(uri: str, words: str) -> None:
     assert not is_remote("/local/path")
     with pytest.raises(ValueError, match=words):
         split_s3_uri(uri)
+
+
+def test_a_private_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    from mlfleet.storage import write_private_atomic
+
+    path = write_private_atomic(tmp_path / "secret", "token")
+    assert path.read_text() == "token" and path.stat().st_mode & 0o777 == 0o600
+    write_private_atomic(path, "another")
+    assert path.read_text() == "another" and path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+
+
+def test_write_json_once_creates_a_file_once(tmp_path: Path) -> None:
+    from mlfleet.storage import write_json_once
+
+    path = tmp_path / "claims" / "001.claim"
+    assert write_json_once(path, {"run": "a"}) is True
+    assert write_json_once(path, {"run": "b"}) is False
+    assert json.loads(path.read_text()) == {"run": "a"}
+    assert [p.name for p in path.parent.iterdir()] == ["001.claim"]
+
+
+def test_of_writers_racing_for_one_name_exactly_one_wins(tmp_path: Path) -> None:
+    from mlfleet.storage import write_json_once
+
+    path, won = tmp_path / "claim", []
+    threads = [threading.Thread(target=lambda i=i: won.append(i) if write_json_once(path, {"writer": i}) else None)
+               for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1 and json.loads(path.read_text()) == {"writer": won[0]}
+    assert [p.name for p in tmp_path.iterdir()] == ["claim"]

@@ -219,6 +219,19 @@ def test_a_running_sweep_shows_pending_trials_and_live_progress(client: TestClie
     assert "no sweep results" in client.get("/runs/feature_pipeline/scheduled__x", headers=ADMIN).text
 
 
+def test_the_run_header_says_when_the_space_holds_fewer_trials_than_asked(client: TestClient, sweeps: dict,
+                                                                         settings: Settings) -> None:
+    spec = {**GRID, "name": "iris-small-space", "search": {"strategy": "random", "n_trials": 20},
+            "models": [{"type": "logistic_l1", "params": {"C": [0.01, 0.1, 1.0, 10.0]}}]}
+    context = prepare(spec, settings=settings)
+    html = client.get(f"/experiments/iris-small-space/{context.run_id}", headers=ADMIN).text
+    header = html.split('<p class="downloads">')[0]
+    assert ('<p class="meta" id="space-notice">Note: the space holds 4 distinct configurations; '
+            'running 4 of the 20 asked.</p>') in header
+    for board in sweeps.values():  # the random sweep's range holds its 8 trials: nothing to say
+        assert 'id="space-notice"' not in client.get(_run_url(board), headers=ADMIN).text
+
+
 def test_continuation_runs_lead_to_the_sweep_they_continue(client: TestClient, sweeps: dict) -> None:
     board = sweeps["grid"]
     tab = client.get(f"/runs/experiment_sweep/{board['experiment']}__{board['run_id']}__round_0003", headers=ADMIN,
