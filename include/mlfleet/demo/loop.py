@@ -21,6 +21,11 @@ from mlfleet.config import PROJECT_ROOT, Settings
 DEMO_SPEC = "specs/churn-baseline.yaml"
 
 
+def sweep_conf() -> dict[str, Any]:
+    """The demo's sweep: a project spec file, named the way the trigger form names one."""
+    return {"spec_file": DEMO_SPEC}
+
+
 def run_dag(settings: Settings, dag_id: str, *, conf: dict[str, Any], logical_date: str | None = None,
             log: Path) -> None:
     """`airflow dags test` one DAG run; raises with the log path when the run fails."""
@@ -82,7 +87,7 @@ def run_demo(settings: Settings, *, say: Callable[[str], None]) -> dict[str, Any
     run_dag(settings, "feature_pipeline", conf={"start": str(start), "end": str(shift - timedelta(days=1))},
             logical_date=str(shift - timedelta(days=1)), log=logs / "1-feature_pipeline.log")
     say(f"experiment_sweep {DEMO_SPEC} ...")
-    run_dag(settings, "experiment_sweep", conf={"spec": DEMO_SPEC}, log=logs / "2-experiment_sweep.log")
+    run_dag(settings, "experiment_sweep", conf=sweep_conf(), log=logs / "2-experiment_sweep.log")
     say(f"feature_pipeline {shift} .. {last} (new data arrives) ...")
     run_dag(settings, "feature_pipeline", conf={"start": str(shift), "end": str(last)},
             logical_date=str(last), log=logs / "3-feature_pipeline.log")

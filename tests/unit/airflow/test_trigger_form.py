@@ -153,6 +153,13 @@ def test_the_sweep_form_refuses(dags, conf, param) -> None:
     assert f"Invalid input for param {param}:" in refused(dags["experiment_sweep"], conf)
 
 
+def test_the_demo_loop_confs_pass_the_forms(dags) -> None:
+    """`mlfleet demo` triggers the sweep with a conf the form must accept (a path in `spec` is refused)."""
+    from mlfleet.demo.loop import DEMO_SPEC, sweep_conf
+
+    assert accepted(dags["experiment_sweep"], sweep_conf())["spec_file"] == DEMO_SPEC
+
+
 def test_what_a_run_sweeps(tmp_path: Path, monkeypatch) -> None:
     from mlfleet.airflow.sweep_tasks import spec_data
     from mlfleet.spec import load_spec_file
