@@ -158,9 +158,10 @@ def demo(
         print(f"drift: {'yes' if drift['drift'] else 'no'} {drift['drifted_features']}  report: {drift.get('report_path', settings.drift_dir)}")
     decision = outcome["decision"]
     if decision:
-        verdict = "promoted" if decision["promoted"] else "kept the champion"
+        from mlfleet.retraining.verdict import verdict
+
         print(f"retrain: challenger v{decision['challenger_version']} {decision['challenger_score']:.4f} vs "
-              f"champion v{decision['champion_version']} {decision['champion_score']:.4f} on the newest holdout -> {verdict}")
+              f"champion v{decision['champion_version']} {decision['champion_score']:.4f} on the newest holdout -> {verdict(decision)}")
     print(f"MLflow: {settings.tracking_uri}  (browse: mlflow ui --backend-store-uri {settings.tracking_uri})")
     print(f"DAG run logs: {outcome['logs']}")
     if serve:

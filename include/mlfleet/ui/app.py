@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 
 from mlfleet.config import Settings, get_settings
 from mlfleet.sweep.progress import NotFound
+from mlfleet.retraining.verdict import verdict
 from mlfleet.ui import views
 
 PREFIX = "/mlfleet"  # where the plugin mounts the app (outside Airflow's reserved prefixes)
@@ -47,6 +48,7 @@ def _templates() -> Any:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
     env.filters["num"] = lambda v, digits=4: "" if not isinstance(v, (int, float)) else f"{v:.{digits}g}"
     env.filters["q"] = lambda v: quote(str(v), safe="")
+    env.filters["verdict"] = verdict
     return env
 
 
