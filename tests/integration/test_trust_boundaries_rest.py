@@ -180,9 +180,18 @@ BOUNDS = {
                                                           "search": {"strategy": "bayes", "n_trials": 10**9,
                                                                      "batch_size": 2}}},
                            ("invalid spec: search.n_trials:", ABOVE), experiment="atk-trials"),
+    # Nested past the spec's limit (20): the form's schema refuses it at trigger (HTTP 400). 200 levels
+    # is the case: with the conf around it, deeper than the ~200 levels of JSON Airflow's task
+    # supervisor parses a task's context from (pydantic-core's recursion limit), so no task could
+    # start to refuse it (params.nesting_limit).
+    "nested-100": Attack(SWEEP, lambda b, s: {"spec": _spec(
+        "atk-nested-100", models=[{"type": "logistic_l1", "params": {"C": _nested(100)}}])},
+        ("invalid spec: spec: nested more than 20 levels deep",), schema_may_refuse=True,
+        experiment="atk-nested-100"),
     "nested-200": Attack(SWEEP, lambda b, s: {"spec": _spec(
-        "atk-nested", models=[{"type": "logistic_l1", "params": {"C": _nested(200)}}])},
-        ("invalid spec: spec: nested more than 20 levels deep",), experiment="atk-nested"),
+        "atk-nested-200", models=[{"type": "logistic_l1", "params": {"C": _nested(200)}}])},
+        ("invalid spec: spec: nested more than 20 levels deep",), schema_may_refuse=True,
+        experiment="atk-nested-200"),
     "oversized-2mb": Attack(SWEEP, lambda b, s: {"spec": _spec("atk-oversized", target="t" * 2_000_000)},
                             ("invalid spec: spec: larger than 1,000,000 bytes",), experiment="atk-oversized"),
 }

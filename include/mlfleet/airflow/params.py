@@ -62,6 +62,22 @@ def spec_file_param(default: str = DEFAULT_SPEC_FILE) -> Param:
     )
 
 
+def nesting_limit(depth: int) -> dict[str, Any]:
+    """JSON Schema keywords refusing an object nested more than `depth` collections deep, at trigger.
+
+    The API answers such a conf with HTTP 400 naming the param. Without this a conf nested ~200
+    levels deep is stored, and no task can start: Airflow's task runner cannot decode the run's context
+    (pydantic's JSON recursion limit). It fails with a retry and nothing in the task log, before
+    prepare's own depth check (mlfleet.spec.loading) can run. The `$defs` chain keeps the schema
+    linear in `depth`."""
+    scalar = ["string", "number", "integer", "boolean", "null"]
+    defs: dict[str, Any] = {"depth0": {"type": scalar}}
+    for level in range(1, depth):
+        inner = {"$ref": f"#/$defs/depth{level - 1}"}
+        defs[f"depth{level}"] = {"type": [*scalar, "array", "object"], "items": inner, "additionalProperties": inner}
+    return {"$defs": defs, "additionalProperties": {"$ref": f"#/$defs/depth{depth - 2}"}}
+
+
 def spec_param(default: Any = None) -> Param:
     """An optional pasted spec: YAML or JSON text, or an object (REST or CLI conf); never a file's path.
 
@@ -69,11 +85,12 @@ def spec_param(default: Any = None) -> Param:
     single word or path is refused here, and prepare never opens it as a file); empty (null) means
     "use spec_file". Size and depth are checked by prepare (mlfleet.spec.loading).
     """
-    from mlfleet.spec.loading import MAX_SPEC_BYTES
+    from mlfleet.spec.loading import MAX_SPEC_BYTES, MAX_SPEC_DEPTH
 
     required = [name for name, field in ExperimentSpec.model_fields.items() if field.is_required()]
     return Param(
         default,
+        **nesting_limit(MAX_SPEC_DEPTH),
         type=["null", "string", "object"],
         format="multiline",
         minLength=1,

@@ -130,6 +130,11 @@ def test_the_sweep_form_accepts(dags, conf) -> None:
     assert resolved["spec_file"] == conf.get("spec_file", "specs/churn-baseline.yaml")
 
 
+DEEP: dict = {}
+for _ in range(30):
+    DEEP = {"a": DEEP}
+
+
 @pytest.mark.parametrize(("conf", "param"), [
     ({"n_trials": 0}, "n_trials"),
     ({"n_trials": "5"}, "n_trials"),
@@ -148,7 +153,8 @@ def test_the_sweep_form_accepts(dags, conf) -> None:
     ({"spec": ""}, "spec"),
     ({"spec": 7}, "spec"),
     ({"spec": {"name": "x"}}, "spec"),
-], ids=lambda v: str(v))
+    ({"spec": {**SPEC_OBJECT, "notes": DEEP}}, "spec"),  # nested past the limit: refused at trigger
+], ids=lambda v: str(v)[:80])
 def test_the_sweep_form_refuses(dags, conf, param) -> None:
     assert f"Invalid input for param {param}:" in refused(dags["experiment_sweep"], conf)
 
