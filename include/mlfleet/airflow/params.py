@@ -83,7 +83,8 @@ def spec_param(default: Any = None) -> Param:
 
     An object must have the model's required fields; text must be `key: value` lines or JSON (a
     single word or path is refused here, and prepare never opens it as a file); empty (null) means
-    "use spec_file". Size and depth are checked by prepare (mlfleet.spec.loading).
+    "use spec_file". Size and depth are checked by prepare (mlfleet.spec.loading); an object nested
+    past the limit is refused here already, at trigger (`nesting_limit`).
     """
     from mlfleet.spec.loading import MAX_SPEC_BYTES, MAX_SPEC_DEPTH
 
