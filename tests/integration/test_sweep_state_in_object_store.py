@@ -98,15 +98,15 @@ def test_a_sweep_whose_tasks_share_no_disk_keeps_its_state_in_the_object_store(s
     from mlflow import MlflowClient
 
     from mlfleet.sweep import run_id_from_airflow
-    from mlfleet.sweep.rounds import continuation_run_id
     from mlfleet.tuning import load_study
 
     settings, api, homes, aws = stack
     dag_run_id = api.trigger("experiment_sweep", {"spec": SPEC})["dag_run_id"]
     run_id = run_id_from_airflow(dag_run_id)
-    last_round = continuation_run_id(NAME, run_id, 1)
-    assert api.wait_for_run("experiment_sweep", dag_run_id, timeout=300) == "success"
-    assert api.wait_for_run("experiment_sweep", last_round, timeout=300) == "success", "the second round failed"
+    runs, state = api.wait_for_sweep("experiment_sweep", dag_run_id, timeout=600)
+    assert len(runs) == 2 and runs[1].startswith(f"{NAME}__{run_id}__round_0001__"), runs
+    assert state == "success", f"round {len(runs) - 1} ended {state}"
+    last_round = runs[1]
 
     tasks = [json.loads(line) for line in (homes / "tasks.jsonl").read_text().splitlines()]
     ran = sorted((t["run_id"], t["task_id"]) for t in tasks)

@@ -139,20 +139,36 @@ class ApiClient:
                        interval: float = POLL_INTERVAL_S) -> tuple[list[str], str]:
         """Follow a sweep from the run that started it through each continuation round.
 
-        A bayes sweep's later rounds are runs of the same DAG with run ids derived from the sweep
-        (docs/rounds.md); the run whose `end_round` returned a value finished the sweep. Returns
-        the sweep's run ids in order and the state of the last one.
+        A bayes sweep's later rounds are runs of the same DAG that each round's `end_round`
+        triggers (docs/rounds.md); their ids carry a tag only the workers can compute, so the next
+        one is read from the `trigger_run_id` XCom Airflow's trigger operator leaves. The run whose
+        `end_round` returned a value finished the sweep. Returns the sweep's run ids in order and the
+        state of the last one.
         """
-        from mlfleet.sweep.rounds import continuation_run_id
-
         deadline = time.monotonic() + timeout
         runs = [run_id]
         while True:
             state = self.wait_for_run(dag_id, runs[-1], timeout=max(1.0, deadline - time.monotonic()), interval=interval)
             if state != "success" or self.has_xcom(dag_id, runs[-1], "end_round"):
                 return runs, state
-            sweep = self.xcom(dag_id, run_id, "prepare", key="sweep")
-            runs.append(continuation_run_id(sweep["experiment"], sweep["run_id"], len(runs)))
+            following = self.next_round_run(dag_id, runs[-1], sweep_run=run_id, round_index=len(runs))
+            if following is None:
+                return runs, "failed"  # ended without finishing the sweep or starting its next round
+            runs.append(following)
+
+    def next_round_run(self, dag_id: str, run_id: str, *, sweep_run: str, round_index: int) -> str | None:
+        """The run id `end_round` of `run_id` triggered: its `trigger_run_id` XCom, or, where a retried
+        end_round found the run already there (and was skipped, its XCom cleared), the one run whose
+        id starts with the round's name."""
+        if self.has_xcom(dag_id, run_id, "end_round", key="trigger_run_id"):
+            return self.xcom(dag_id, run_id, "end_round", key="trigger_run_id")
+        from mlfleet.sweep.rounds import continuation_run_id
+
+        sweep = self.xcom(dag_id, sweep_run, "prepare", key="sweep")
+        prefix = continuation_run_id(sweep["experiment"], sweep["run_id"], round_index)
+        found = self._request("GET", f"/dags/{dag_id}/dagRuns", params={"run_id_pattern": f"{prefix}__%"})
+        runs = [r["dag_run_id"] for r in found.get("dag_runs", [])]
+        return runs[0] if len(runs) == 1 else None
 
     def has_xcom(self, dag_id: str, run_id: str, task_id: str, *, key: str = "return_value") -> bool:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"

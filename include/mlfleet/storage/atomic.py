@@ -79,13 +79,18 @@ def write_json_once(path: Any, data: Any) -> bool:
 
     Locally the name is taken by a hard link to a complete temp file, which fails when the name
     exists: of two writers racing for one name exactly one wins, and a reader never sees half of
-    it. The object store has no exclusive create here: it checks, then PUTs (a race is not ruled out).
+    it. In the object store it is fsspec's exclusive-create mode ("xb"), which s3fs sends as a
+    conditional PUT (`If-None-Match: *`): S3 refuses it when the key exists, so there too exactly
+    one writer wins. A store whose filesystem has no exclusive create fails here with the error it
+    gives, rather than quietly checking and then writing.
     """
     text = _json(data)
     if is_object_path(path):
-        if path.exists():
+        try:
+            with path.open("xb") as handle:
+                handle.write(text.encode("utf-8"))
+        except FileExistsError:
             return False
-        path.write_bytes(text.encode("utf-8"))
         return True
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,10 @@ started by the same DAG, and carries the proof that the sweep's own `end_round` 
 - `proof` is the HMAC of (DAG, experiment, run id, round) under the random token prepare wrote
   into the sweep's folder (mode 0600: only the workers read it). A run's conf is visible to anyone
   who may read the DAG, so one round's proof proves nothing for another round, and the round it
-  proves is taken by its first run: a replay is refused.
+  proves is taken by its first run: a replay is refused;
+- the Airflow run itself has the run id `end_round` gives the round (`tokens.round_run_id`, tagged
+  with the token too): nobody can take that id first and stall the sweep, and a proof copied
+  into a run with another id is refused.
 
 Every check reads; the round's claim (`rounds/NNN.claim`) is the first write, after all passed.
 docs/rounds.md ("How a continuation run proves it is one") says the same for operators.
@@ -22,23 +25,23 @@ docs/rounds.md ("How a continuation run proves it is one") says the same for ope
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
-import secrets
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from mlfleet.config import Settings
-from mlfleet.storage import Location, display, is_object_path, is_remote, write_json_once, write_private_atomic
+from mlfleet.storage import Location, display, is_object_path, is_remote, write_json_once
 from mlfleet.sweep.context import CONTEXT_FILE, DATA_FILE, AirflowRun, SweepContext, SweepRef, experiments_root
 from mlfleet.sweep.progress import DECISION_FILE, LEADERBOARD_FILE
 from mlfleet.sweep.rounds import next_round
+from mlfleet.sweep.tokens import TOKEN_FILE, MissingToken, round_run_id, sign, write_token
 
-TOKEN_FILE = ".continuation_token"  # in the sweep's folder, mode 0600
+__all__ = ["TOKEN_FILE", "ContinuationRefused", "accept_continuation", "next_continuation", "round_proof",
+           "write_token"]
 PROOF_KEY = "proof"  # the conf key of a continuation's proof
 # An experiment name or a sweep run id, as mlfleet writes them: one path segment, never `..`.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
@@ -56,22 +59,20 @@ class ContinuationRefused(ValueError):
         return type(self), (self.field, self.message)
 
 
-def write_token(results_path: Location) -> None:
-    """The sweep's secret, written once by prepare (a retried prepare keeps it)."""
-    path = results_path / TOKEN_FILE
-    if not path.exists():
-        write_private_atomic(path, secrets.token_urlsafe(32))
-
-
 def round_proof(context: SweepContext, *, dag_id: str, round_index: int) -> str:
     """What the continuation run for `round_index` of this sweep carries in its conf."""
-    path = context.results_path / TOKEN_FILE
-    if not path.exists():
+    try:
+        return sign(context.results_path, dag_id, context.experiment, context.run_id, str(round_index))
+    except MissingToken:
         raise ContinuationRefused("sweep", f"{context.experiment}/{context.run_id} has no continuation token "
-                                           f"({display(path)}); it was prepared before continuations had to prove "
-                                           "themselves: start the sweep again")
-    message = "\n".join((dag_id, context.experiment, context.run_id, str(round_index)))
-    return hmac.new(path.read_text().strip().encode(), message.encode(), hashlib.sha256).hexdigest()
+                                           f"({display(context.results_path / TOKEN_FILE)}); it was prepared before "
+                                           "continuations had to prove themselves: start the sweep again") from None
+
+
+def expected_run_id(context: SweepContext, round_index: int) -> str:
+    """The Airflow run id of round `round_index` of this sweep (see `tokens.round_run_id`)."""
+    return round_run_id(context.results_path, experiment=context.experiment, run_id=context.run_id,
+                        round_index=round_index)
 
 
 def next_continuation(context: SweepContext, *, dag_id: str, round_index: int) -> dict[str, Any] | None:
@@ -80,6 +81,7 @@ def next_continuation(context: SweepContext, *, dag_id: str, round_index: int) -
     following = next_round(sweep_ref=context.ref(), round_index=round_index, rounds=context.rounds)
     if following is not None:
         following["conf"][PROOF_KEY] = round_proof(context, dag_id=dag_id, round_index=round_index + 1)
+        following["trigger_run_id"] = expected_run_id(context, round_index + 1)
     return following
 
 
@@ -117,6 +119,9 @@ def accept_continuation(conf: dict[str, Any], *, dag_id: str, airflow_run_id: st
                                                "never continued")
     owner = AirflowRun(dag_id=dag_id, run_id=airflow_run_id)
     _check_unclaimed(context, round_index, owner)
+    if airflow_run_id != expected_run_id(context, round_index):
+        raise ContinuationRefused("run_id", f"{airflow_run_id!r} is not the run {where}'s end_round triggers for "
+                                            f"round {round_index}; a continuation's conf is not reused in another run")
     if not write_json_once(claim_file(context, round_index), owner.model_dump()):
         _check_unclaimed(context, round_index, owner)  # another run took it meanwhile: refused; ours: a retry
     return context, round_index

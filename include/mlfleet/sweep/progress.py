@@ -19,6 +19,7 @@ from typing import Any
 from mlfleet.storage import as_path, forget_listings, is_object_path, write_json_atomic
 from mlfleet.sweep.context import CONTEXT_FILE
 from mlfleet.sweep.rounds import continuation_run_id
+from mlfleet.sweep.tokens import MissingToken, round_run_id
 from mlfleet.trials import space_notice
 
 AIRFLOW_RUN_FILE = "airflow_run.json"  # which Airflow run started the sweep (dag_id, run_id)
@@ -26,10 +27,12 @@ LEADERBOARD_FILE = "leaderboard.json"
 DECISION_FILE = "decision.json"
 # Experiment names and run ids as mlfleet writes them; anything else is not ours to open.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
-# `<experiment>__<sweep run id>__round_NNNN` (rounds.continuation_run_id); a sweep run id is
-# `run_id_from_airflow`'s: up to 15 of [0-9T] (or "run"), a dash, 16 hex digits (4 before 2026-12).
+# `<experiment>__<sweep run id>__round_NNNN__<tag>` (tokens.round_run_id; no tag before 2026-12-07);
+# a sweep run id is `run_id_from_airflow`'s: up to 15 of [0-9T] (or "run"), a dash, 16 hex digits
+# (4 before 2026-12).
 _CONTINUATION = re.compile(
-    r"(?P<experiment>.+)__(?P<run>(?:[0-9T]{1,15}|run)-(?:[0-9a-f]{16}|[0-9a-f]{4}))__round_(?P<round>\d{4})")
+    r"(?P<experiment>.+)__(?P<run>(?:[0-9T]{1,15}|run)-(?:[0-9a-f]{16}|[0-9a-f]{4}))__round_(?P<round>\d{4})"
+    r"(?:__(?P<tag>[0-9a-f]{16}))?")
 
 
 class NotFound(LookupError):
@@ -80,8 +83,16 @@ def airflow_runs(path: Path) -> list[str]:
     context = _read_json(path / CONTEXT_FILE) or {}
     first = (_read_json(path / AIRFLOW_RUN_FILE) or {}).get("run_id")
     rounds = int(context.get("rounds") or 1)
-    later = [continuation_run_id(context.get("experiment", ""), context.get("run_id", ""), k) for k in range(1, rounds)]
+    later = [_round_run_id(path, context.get("experiment", ""), context.get("run_id", ""), k) for k in range(1, rounds)]
     return [first, *later] if first else []
+
+
+def _round_run_id(path: Path, experiment: str, run_id: str, round_index: int) -> str:
+    """Round `round_index`'s Airflow run id; a sweep prepared before run ids were tagged has the untagged one."""
+    try:
+        return round_run_id(path, experiment=experiment, run_id=run_id, round_index=round_index)
+    except MissingToken:
+        return continuation_run_id(experiment, run_id, round_index)
 
 
 def find_airflow_run(root: Any, dag_id: str, airflow_run_id: str) -> Any:
@@ -89,9 +100,11 @@ def find_airflow_run(root: Any, dag_id: str, airflow_run_id: str) -> Any:
     match = _CONTINUATION.fullmatch(airflow_run_id)
     if match:
         try:
-            return run_path(root, match["experiment"], match["run"])
+            path = run_path(root, match["experiment"], match["run"])
         except NotFound:
             return None
+        # Only the sweep's own round run (a run id anyone made up with its name is not one of its runs).
+        return path if airflow_run_id == _round_run_id(path, match["experiment"], match["run"], int(match["round"])) else None
     from mlfleet.sweep.ids import run_id_from_airflow
 
     run = run_id_from_airflow(airflow_run_id)

@@ -35,6 +35,22 @@ def test_round_zero_and_every_continuation_round_lead_to_the_sweep(tmp_path: Pat
     assert find_airflow_run(tmp_path, "experiment_sweep", airflow_run) is None  # another DAG's run of that id
 
 
+def test_a_sweep_with_a_token_is_found_only_under_its_tagged_round_run_ids(tmp_path: Path) -> None:
+    from mlfleet.sweep.tokens import round_run_id, write_token
+
+    path = _sweep(tmp_path, "churn-baseline", "20261201T120000-00000000000000ab")
+    write_token(path)
+    own = round_run_id(path, experiment="churn-baseline", run_id="20261201T120000-00000000000000ab", round_index=2)
+    assert own.startswith("churn-baseline__20261201T120000-00000000000000ab__round_0002__")
+    assert find_airflow_run(tmp_path, "experiment_sweep", own) == path.resolve()
+    untagged = continuation_run_id("churn-baseline", "20261201T120000-00000000000000ab", 2)
+    wrong_tag = f"{untagged}__{'0' * 16}" if not own.endswith("0" * 16) else f"{untagged}__{'1' * 16}"
+    other_round = round_run_id(path, experiment="churn-baseline", run_id="20261201T120000-00000000000000ab",
+                               round_index=3).replace("round_0003", "round_0002")
+    for made_up in (untagged, wrong_tag, other_round):
+        assert find_airflow_run(tmp_path, "experiment_sweep", made_up) is None, made_up
+
+
 def test_run_path_refuses_what_is_not_a_sweep_inside_the_root(tmp_path: Path) -> None:
     _sweep(tmp_path, "exp", "20261201T000000-abcd")
     assert run_path(tmp_path, "exp", "20261201T000000-abcd").name == "20261201T000000-abcd"

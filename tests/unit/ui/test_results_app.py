@@ -232,11 +232,17 @@ def test_the_run_header_says_when_the_space_holds_fewer_trials_than_asked(client
         assert 'id="space-notice"' not in client.get(_run_url(board), headers=ADMIN).text
 
 
-def test_continuation_runs_lead_to_the_sweep_they_continue(client: TestClient, sweeps: dict) -> None:
+def test_continuation_runs_lead_to_the_sweep_they_continue(client: TestClient, sweeps: dict, settings: Settings) -> None:
+    from mlfleet.sweep.tokens import round_run_id
+
     board = sweeps["grid"]
-    tab = client.get(f"/runs/experiment_sweep/{board['experiment']}__{board['run_id']}__round_0003", headers=ADMIN,
-                     follow_redirects=False)
+    folder = settings.experiments_dir / board["experiment"] / board["run_id"]
+    own = round_run_id(folder, experiment=board["experiment"], run_id=board["run_id"], round_index=3)
+    tab = client.get(f"/runs/experiment_sweep/{own}", headers=ADMIN, follow_redirects=False)
     assert tab.status_code == 307 and tab.headers["location"] == _run_url(board)
+    # A run id with the sweep's name but not its tag (anyone may trigger one) is not one of its runs.
+    for made_up in (f"{board['experiment']}__{board['run_id']}__round_0003", own[:-1] + ("0" if own[-1] != "0" else "1")):
+        assert client.get(f"/runs/experiment_sweep/{made_up}", headers=ADMIN, follow_redirects=False).status_code == 404
 
 
 def test_drift_report_page_draws_both_windows_and_links_the_retrain(client: TestClient, settings: Settings) -> None:
