@@ -15,9 +15,10 @@ started by the same DAG, and carries the proof that the sweep's own `end_round` 
   into the sweep's folder (mode 0600: only the workers read it). A run's conf is visible to anyone
   who may read the DAG, so one round's proof proves nothing for another round, and the round it
   proves is taken by its first run: a replay is refused;
-- the Airflow run itself has the run id `end_round` gives the round (`tokens.round_run_id`, tagged
-  with the token too): nobody can take that id first and stall the sweep, and a proof copied
-  into a run with another id is refused.
+- the run id `end_round` gives the round's run (`tokens.round_run_id`) carries a tag under the
+  same token, so nobody can take that id first and stall the sweep. The id itself is not
+  required: `dag.test()` runs a continuation under an id of its own, and a proof copied into
+  another run still takes only the round its first run claims.
 
 Every check reads; the round's claim (`rounds/NNN.claim`) is the first write, after all passed.
 docs/rounds.md ("How a continuation run proves it is one") says the same for operators.
@@ -119,9 +120,6 @@ def accept_continuation(conf: dict[str, Any], *, dag_id: str, airflow_run_id: st
                                                "never continued")
     owner = AirflowRun(dag_id=dag_id, run_id=airflow_run_id)
     _check_unclaimed(context, round_index, owner)
-    if airflow_run_id != expected_run_id(context, round_index):
-        raise ContinuationRefused("run_id", f"{airflow_run_id!r} is not the run {where}'s end_round triggers for "
-                                            f"round {round_index}; a continuation's conf is not reused in another run")
     if not write_json_once(claim_file(context, round_index), owner.model_dump()):
         _check_unclaimed(context, round_index, owner)  # another run took it meanwhile: refused; ours: a retry
     return context, round_index

@@ -246,15 +246,6 @@ def test_a_missing_or_wrong_proof_is_refused(settings, sweep: SweepContext) -> N
             r"proof: does not prove round 1")
 
 
-def test_the_right_conf_in_a_run_with_another_id_is_refused(settings, sweep: SweepContext) -> None:
-    # Someone who read the conf of round 1's run (or guessed the untagged name) triggers it first.
-    untagged = continuation_run_id(sweep.experiment, sweep.run_id, 1)
-    for run_id in (untagged, "manual__2026-12-01T11:00:00+00:00", run_of(sweep, 2)):
-        refused(settings, own_conf(sweep, 1), r"run_id: .* is not the run sweep iris-rounds/.*'s end_round triggers "
-                                              r"for round 1", run_id=run_id)
-    start_round(own_conf(sweep, 1), run_id=run_of(sweep, 1))  # the real round still runs
-
-
 def test_a_round_run_id_is_the_sweeps_own_and_the_same_on_every_retry(sweep: SweepContext) -> None:
     own = run_of(sweep, 1)
     assert own == run_of(sweep, 1) and own != run_of(sweep, 2)
