@@ -46,6 +46,9 @@ COPY --chown=airflow:0 include /opt/mlfleet/include
 RUN uv pip install --no-cache --no-deps -e /opt/mlfleet
 COPY --chown=airflow:0 dags /opt/airflow/dags
 COPY --chown=airflow:0 plugins /opt/airflow/plugins
+# Airflow's local settings, where Airflow looks ($AIRFLOW_HOME/config): with MLFLEET_PRELOAD set, the
+# processes it names import the task libraries before forking task processes (docs/deploy.md).
+COPY --chown=airflow:0 config/airflow_local_settings.py /opt/airflow/config/airflow_local_settings.py
 COPY --chown=airflow:0 feature_repo /opt/mlfleet/feature_repo
 COPY --chown=airflow:0 specs /opt/mlfleet/specs
 ENV MLFLEET_FEATURE_REPO=/opt/mlfleet/feature_repo \

@@ -36,7 +36,11 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml | system-dep
 	$(BIN)/python -m pip install -q --upgrade uv
 	$(BIN)/uv pip install -p $(BIN)/python -r requirements.txt -c constraints.txt
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/uv pip install -p $(BIN)/python --no-deps -e .
+	@# Compiled bytecode for every installed library and for include/: every task, trainer and fold
+	@# worker is a new interpreter, and where PYTHONDONTWRITEBYTECODE is set (these machines) none
+	@# would ever be cached; importing what a batch needs then costs ~3x (docs/benchmarks.md, section 0).
+	$(BIN)/uv pip install -p $(BIN)/python --no-deps --compile-bytecode --reinstall-package mlfleet -e .
+	$(BIN)/python -m compileall -q include >/dev/null
 	@touch $@
 
 demo: install

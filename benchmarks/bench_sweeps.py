@@ -264,8 +264,8 @@ def create_tracking_store() -> float:
 def idle_stack_cpu(pids: dict[str, int | None], *, window_s: float, settle_s: float) -> dict[str, float]:
     """CPU-seconds a minute each component of an idle stack takes (its whole process tree), after `settle_s`.
 
-    The settle lets the first DAG parses end and the executor count the stack as quiet
-    (MLFLEET_EXECUTOR_QUIET_AFTER_SECONDS), so this is what a stack left up costs, minute after minute.
+    The settle lets the first DAG parses end, so this is what a stack left up costs, minute after
+    minute.
     """
     import psutil
 
@@ -300,7 +300,7 @@ def _scheduler_path(settings: Any, spec: dict[str, Any], *, idle_window_s: float
         with ApiClient.login(info["url"], info["username"], info["password"]) as api:
             api.wait_for_dag("experiment_sweep", timeout=180)
             api.unpause("experiment_sweep")
-            idle = (idle_stack_cpu(info["pids"], window_s=idle_window_s, settle_s=settings.executor_quiet_after_seconds + 5)
+            idle = (idle_stack_cpu(info["pids"], window_s=idle_window_s, settle_s=35)
                     if idle_window_s else None)
             row = scheduler_sweep(api, spec)
     finally:

@@ -256,6 +256,19 @@ def sweeps_section(results: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def celery_section(tmp: Path, measured: dict[str, Any]) -> str:
+    """The 75-fit grid through the Celery stack, as a ratio to the limit section 5 measured for it
+    (measured here, with joblib, when section 5 did not run)."""
+    import bench_sweeps
+    import celery_sweep
+
+    spec = bench_sweeps.grid_workload(tmp)
+    limit = measured.get("sweeps", {}).get("75-fit grid", {}).get("limit_s")
+    if limit is None:
+        limit = bench_sweeps.limit_and_joblib(spec)["limit_s"]
+    return celery_sweep.section(celery_sweep.run(spec={**spec, "name": "bench-grid-celery"}, work_dir=tmp), limit_s=limit)
+
+
 def render(machine: dict[str, str], sections: dict[str, str], total_s: float) -> str:
     machine_rows = table(["", ""], [[f"**{k}**", v] for k, v in machine.items()], text_columns=2)
     return f"""# Benchmarks
@@ -284,6 +297,10 @@ What is measured, and why:
    run with `mlfleet up` down (none of them needs Airflow, and an idle stack's CPU is the
    scheduler path's cost, not theirs); the stack is started for the scheduler path right after,
    and its idle CPU is measured once.
+6. **The same grid on a distributed executor.** `experiment_sweep` on Airflow's CeleryExecutor
+   (two workers with their own `MLFLEET_HOME`, Redis broker, PostgreSQL metadata, sweep state in
+   the object store on a moto server: `mlfleet.devstack.celery`), triggered over REST, against the
+   same limit as section 5.
 
 Section 0 first measures how much of a new process's start-up depends on compiled bytecode (an
 installation setting, not mlfleet code), so the other figures can be read against it. Other work
@@ -318,6 +335,10 @@ under load well above the core count with that in mind.
 ## 5. Sweeps against the machine's limit
 
 {sections['sweeps']}
+
+## 6. The 75-fit grid on the CeleryExecutor
+
+{sections['celery']}
 
 ## How to reproduce
 
@@ -363,22 +384,25 @@ def main() -> int:
         machine = machine_info(root=ROOT)
         load_start = os.getloadavg()[0]
         settings = get_settings()
+        measured: dict[str, Any] = {}
         steps = [
-            ("startup", "0/5 process start-up with and without a bytecode cache",
+            ("startup", "0/6 process start-up with and without a bytecode cache",
              lambda: startup_section(bench_startup.run(as_installed_env=original_env),
                                      dont_write_bytecode=bool(original_env.get("PYTHONDONTWRITEBYTECODE")))),
-            ("batching", "1/5 batching vs one batch per trial (real local backend)",
+            ("batching", "1/6 batching vs one batch per trial (real local backend)",
              lambda: batching_section(bench_batching.run(settings=settings))),
-            ("planner", "2/5 planner throughput", lambda: planner_section(bench_planner.run())),
-            ("folds", "3/5 fold-level parallelism", lambda: folds_section(bench_folds.run())),
-            ("parse", "4/5 DAG parse time", lambda: parse_section(bench_dag_parse.run(dags_dir=ROOT / "dags"))),
-            ("sweeps", "5/5 sweeps against the machine's limit (joblib, GridSearchCV, mlfleet sweep, the scheduler)",
-             lambda: sweeps_section(bench_sweeps.run(
+            ("planner", "2/6 planner throughput", lambda: planner_section(bench_planner.run())),
+            ("folds", "3/6 fold-level parallelism", lambda: folds_section(bench_folds.run())),
+            ("parse", "4/6 DAG parse time", lambda: parse_section(bench_dag_parse.run(dags_dir=ROOT / "dags"))),
+            ("sweeps", "5/6 sweeps against the machine's limit (joblib, GridSearchCV, mlfleet sweep, the scheduler)",
+             lambda: sweeps_section(measured.setdefault("sweeps", bench_sweeps.run(
                  settings=settings, spec_dir=tmp,
                  workloads=[("75-fit grid", bench_sweeps.grid_workload(tmp)),
                             ("2,000 short trials", bench_sweeps.random_workload(2000))],
                  with_pruning=[("75-fit grid", bench_sweeps.grid_workload(tmp)),
-                               ("200-trial random search, 5 folds", bench_sweeps.random_workload(200, name="bench-prune", folds=5))]))),
+                               ("200-trial random search, 5 folds", bench_sweeps.random_workload(200, name="bench-prune", folds=5))])))),
+            ("celery", "6/6 the 75-fit grid on the CeleryExecutor (2 workers, Redis, PostgreSQL, state in the object store)",
+             lambda: celery_section(tmp, measured)),
         ]
         if large:
             steps = [("sweeps", "10,000 short trials against the machine's limit",

@@ -105,16 +105,6 @@ class Settings(Limits):
     optuna_storage_url: str | None = None
     # Local backend: worker processes per batch (0 = every core of this machine).
     local_workers: int = 0
-    # Local backend: "auto" forks the training process from the task where that is safe (no
-    # import again), "exec" always starts a new interpreter (mlfleet.backends.local).
-    local_training_start: Literal["auto", "exec"] = "auto"
-    # mlfleet up's scheduler: while tasks run, each loop waits up to this long for one to end
-    # (mlfleet.airflow.executor.PreloadingLocalExecutor.wait_for_a_result); 0: loop as stock.
-    executor_result_wait_seconds: float = Field(default=2.0, ge=0)
-    # mlfleet up's scheduler: once no task has run for executor_quiet_after_seconds, each loop
-    # sleeps this much longer (mlfleet.airflow.executor.PreloadingLocalExecutor.rest_while_quiet).
-    executor_idle_wait_seconds: float = Field(default=1.0, ge=0)
-    executor_quiet_after_seconds: float = Field(default=30.0, ge=0)
     # Planner: a batch aims at this many predicted seconds of work per core.
     batch_target_seconds: float = 60.0
     # Planner: the runtime model of a model type is fitted on at most this many of its newest

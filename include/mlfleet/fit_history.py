@@ -271,13 +271,15 @@ def _param_columns(param_sets: Sequence[Mapping[str, Any]]) -> list[_Column]:
 
 
 def _fit_model(samples: Sequence[Sample]) -> _Fit:
-    """Weighted ridge regression of log(seconds) on standardized inputs.
+    """Weighted ridge regression (scikit-learn's `Ridge`) of log(seconds) on standardized inputs.
 
     The folds of one trial (and repeats of one configuration) share their inputs, so each
     distinct input is one row, weighted by its count, on the mean of its log seconds: the fit
-    costs what the distinct configurations cost, not what the folds do.
+    costs what the distinct configurations cost, not what the folds do. The inputs are
+    standardized here, with the same weights, so a prediction applies the same scaling.
     """
     import numpy as np
+    from sklearn.linear_model import Ridge
 
     groups: dict[tuple[str, int, int, int], list[float]] = {}
     for text, n_rows, n_features, workers, seconds in samples:
@@ -304,14 +306,14 @@ def _fit_model(samples: Sequence[Sample]) -> _Fit:
     scales = np.sqrt((((matrix - means) ** 2) * w).sum(axis=0) / weights.sum())
     keep = scales > 1e-12  # an input that never varied (one machine's workers, say) says nothing
     columns = [replace(c, mean=float(m), scale=float(s)) for c, m, s, k in zip(columns, means, scales, keep) if k]
-    rooted = np.sqrt(w)
-    standardized = (matrix[:, keep] - means[keep]) / scales[keep] * rooted
-    intercept = float((target * weights).sum() / weights.sum())
-    centered = (target - intercept) * rooted[:, 0]
-    gram = standardized.T @ standardized + RIDGE_ALPHA * np.eye(standardized.shape[1])
-    coef = np.linalg.solve(gram, standardized.T @ centered) if columns else np.zeros(0)
-    return _Fit(columns=tuple(columns), coef=tuple(float(c) for c in coef), intercept=intercept,
-                low=float(target.min()) - EXTRAPOLATION, high=float(target.max()) + EXTRAPOLATION, n_records=len(samples))
+    low, high = float(target.min()) - EXTRAPOLATION, float(target.max()) + EXTRAPOLATION
+    if not columns:  # nothing varied: the weighted mean is the prediction
+        return _Fit(columns=(), coef=(), intercept=float(np.average(target, weights=weights)), low=low, high=high,
+                    n_records=len(samples))
+    standardized = (matrix[:, keep] - means[keep]) / scales[keep]
+    ridge = Ridge(alpha=RIDGE_ALPHA).fit(standardized, target, sample_weight=weights)
+    return _Fit(columns=tuple(columns), coef=tuple(float(c) for c in ridge.coef_), intercept=float(ridge.intercept_),
+                low=low, high=high, n_records=len(samples))
 
 
 class RuntimeModel:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import weakref
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,6 +18,9 @@ from mlfleet.spec import ExperimentSpec, Range, param_domain
 from mlfleet.trials import Trial, configurations, make_trial, model_space_size
 
 _CATEGORICAL_TYPES = (type(None), bool, int, float, str)
+# The storage location each study was opened with (`open_study`, `load_study`): Optuna's Study does
+# not say which storage it is in, and `tell` takes a file lock beside a SQLite database.
+_LOCATIONS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def _optuna() -> Any:
@@ -42,7 +46,9 @@ def study_storage(location: str | None) -> Any:
 
 
 def load_study(*, storage: str, name: str) -> Any:
-    return _optuna().load_study(study_name=name, storage=study_storage(storage))
+    study = _optuna().load_study(study_name=name, storage=study_storage(storage))
+    _LOCATIONS[study] = storage
+    return study
 
 
 def open_study(*, storage: str | None, name: str, seed: int) -> Any:
@@ -56,8 +62,11 @@ def open_study(*, storage: str | None, name: str, seed: int) -> Any:
     # retries and loads (optuna/optuna#1092). Three attempts, 0.5 s then 1 s apart; the last error raises.
     retrying = Retrying(retry=retry_if_exception_type(SQLAlchemyError), stop=stop_after_attempt(3),
                         wait=wait_incrementing(start=0.5, increment=0.5), reraise=True)
-    return retrying(optuna.create_study, storage=study_storage(storage), study_name=name, direction="maximize",
-                    sampler=sampler, load_if_exists=True)
+    study = retrying(optuna.create_study, storage=study_storage(storage), study_name=name, direction="maximize",
+                     sampler=sampler, load_if_exists=True)
+    if storage is not None:
+        _LOCATIONS[study] = storage
+    return study
 
 
 def distributions(spec: ExperimentSpec) -> dict[str, Any]:
@@ -209,10 +218,24 @@ def _suggest(ot: Any, name: str, dist: Any) -> Any:
 
 
 def _fits(dist: Any, value: Any) -> bool:
+    """Whether `value` is one `dist` can give, read off the distribution's public fields: a choice
+    of a categorical, else a number in [low, high] on its step (Optuna's own test, as `create_trial`
+    applies it: a step within 1e-8 for floats)."""
+    optuna = _optuna()
     try:
-        return bool(dist._contains(dist.to_internal_repr(value)))
+        internal = dist.to_internal_repr(value)  # a categorical's index; raises for a value it does not hold
     except (ValueError, TypeError):
         return False
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return True
+    if not dist.low <= internal <= dist.high:
+        return False
+    if isinstance(dist, optuna.distributions.IntDistribution):
+        return (internal - dist.low) % dist.step == 0
+    if dist.step is None:
+        return True
+    steps = (internal - dist.low) / dist.step
+    return abs(steps - round(steps)) < 1e-8
 
 
 def tell(study: Any, rows: list[dict[str, Any]], trials: list[Trial]) -> int:
@@ -245,9 +268,11 @@ def _tell_unfinished(study: Any, by_id: dict[str, dict[str, Any]], trials: list[
 def _sqlite_writer_lock(study: Any) -> Iterator[None]:
     """SQLite ignores SELECT ... FOR UPDATE, so two processes telling one trial would both succeed
     (found by the racing-record test): on a SQLite storage, tells take a file lock beside the
-    database. PostgreSQL locks the row, and Optuna's journal file has its own lock."""
-    storage = study._storage  # an RDB storage comes wrapped in Optuna's cache (`_backend`)
-    url = str(getattr(storage, "url", None) or getattr(getattr(storage, "_backend", None), "url", ""))
+    database. PostgreSQL locks the row, and Optuna's journal file has its own lock.
+
+    The storage is the one `open_study` or `load_study` opened the study with; a study opened
+    some other way is told without the lock."""
+    url = _LOCATIONS.get(study, "")
     if not url.startswith("sqlite:///"):
         yield
         return
@@ -268,8 +293,8 @@ def _tell_once(study: Any, number: int, value: float | None = None, state: Any =
     except optuna.exceptions.UpdateFinishedTrialError:
         return 0
     except ValueError:
-        trial = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
-        if not trial.state.is_finished():
+        # `get_trials` reads again from the storage the trials this process last saw unfinished.
+        if not any(t.number == number and t.state.is_finished() for t in study.get_trials(deepcopy=False)):
             raise
         return 0
     return 1

@@ -96,7 +96,7 @@ def test_bad_spec_through_the_installed_command(tmp_path: Path) -> None:
 
 
 def test_an_error_only_the_data_shows_is_one_line_through_the_installed_command(tmp_path: Path) -> None:
-    # The target is checked against the loaded data, in `prepare`: a step the command runs in a fork.
+    # The target is checked against the loaded data, in `prepare`, which `mlfleet sweep` runs in its own process.
     path = tmp_path / "bad.yaml"
     path.write_text(next(text for text, field in BAD_SPECS.items() if "target: churned" in text))
     home = tmp_path / "home"

@@ -192,6 +192,43 @@ def test_too_little_history_falls_back_to_the_defaults() -> None:
     assert enough.fold_seconds(xgb) == pytest.approx(DEFAULT_FOLD_SECONDS["xgboost"] * 0.5)
 
 
+def test_the_regression_is_the_weighted_ridge_on_standardized_inputs() -> None:
+    """The fitted model predicts what the closed-form weighted ridge (normal equations, RIDGE_ALPHA)
+    predicts on the same inputs, to 1e-9 relative: repeats of one input weigh as many rows."""
+    import numpy as np
+
+    from mlfleet.fit_history import RIDGE_ALPHA
+
+    rng = random.Random(3)
+    records, rows = [], []
+    for i in range(40):
+        n_rows, n_features, workers = rng.choice([1_000, 8_000, 50_000]), rng.choice([5, 30]), rng.choice([1, 2, 4])
+        folds = rng.randint(1, 4)  # one to four folds of the same input
+        seconds = [0.5 * (n_rows / 1_000) ** 0.9 / workers * math.exp(rng.gauss(0, 0.3)) for _ in range(folds)]
+        records += [FitRecord("exp", "run-1", f"t{i}", fold, "random_forest", {"n_estimators": 100}, n_rows, n_features,
+                              workers, s) for fold, s in enumerate(seconds)]
+        rows += [(math.log(n_rows), math.log(n_features), math.log(workers), math.log(s)) for s in seconds]
+    inputs = {}  # distinct input -> its folds' log seconds
+    for *x, y in rows:
+        inputs.setdefault(tuple(x), []).append(y)
+    X = np.array(list(inputs))
+    w = np.array([len(v) for v in inputs.values()], dtype=float)
+    y = np.array([sum(v) / len(v) for v in inputs.values()])
+    mean = (X * w[:, None]).sum(axis=0) / w.sum()
+    scale = np.sqrt((((X - mean) ** 2) * w[:, None]).sum(axis=0) / w.sum())
+    Z = (X - mean) / scale
+    intercept = (y * w).sum() / w.sum()
+    coef = np.linalg.solve(Z.T @ (Z * w[:, None]) + RIDGE_ALPHA * np.eye(3), Z.T @ ((y - intercept) * w))
+
+    model = RuntimeModel.fit(records)
+    trial = make_trial("random_forest", {"n_estimators": 100}, 0)
+    for n_rows, n_features, workers in [(1_000, 5, 1), (20_000, 30, 2), (50_000, 5, 4), (3_000, 12, 3)]:
+        z = (np.log([n_rows, n_features, workers]) - mean) / scale
+        expected = math.exp(intercept + float(z @ coef))
+        got = model.fold_seconds(trial, n_rows=n_rows, n_features=n_features, workers=workers)
+        assert got == pytest.approx(expected, rel=1e-9)
+
+
 def test_loading_fits_the_newest_sample_of_each_model(tmp_path: Path) -> None:
     history = FitHistory(tmp_path / "history.db")
     old = [record(f"old{i}", 0, seconds=1.0) for i in range(20)]

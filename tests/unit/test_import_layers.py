@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "include" / "mlfleet"
 
 # Lowest first. A module may import from its own layer and any layer listed before it.
 LAYERS: list[set[str]] = [
-    {"storage", "config", "shutdown", "forking", "preload"},
+    {"storage", "config", "shutdown"},
     {"spec", "training"},
     {"trials", "fit_history", "tuning", "results", "etl"},
     {"backends"},
@@ -36,7 +36,7 @@ AIRFLOW_ALLOWED = {"airflow", "backends"}
 PROVIDERS_ALLOWED = {"backends"}
 STANDARD_PROVIDER = "airflow.providers.standard"
 # What the trial image holds: training and what it imports, never Airflow or the orchestration side.
-TRIAL_IMAGE = {"training", "storage", "shutdown", "forking"}
+TRIAL_IMAGE = {"training", "storage", "shutdown"}
 
 
 def _unit(module: str) -> str:

@@ -284,3 +284,44 @@ def test_with_the_finite_models_all_tried_a_float_range_still_gives_new_trials(
     monkeypatch.setattr(tuning, "ASK_ATTEMPTS", 0)  # as if the sampler kept proposing random forests
     trials = tuning.ask(tuning.open_study(storage=storage, name="s", seed=0), spec, 3, tried=tried)
     assert [t.model for t in trials] == ["lightgbm"] * 3 and len({t.trial_id for t in trials}) == 3
+
+
+def test_a_value_fits_a_distribution_by_its_public_fields() -> None:
+    D = optuna.distributions
+    stepped = D.IntDistribution(2, 8, step=2)
+    assert [v for v in range(0, 11) if tuning._fits(stepped, v)] == [2, 4, 6, 8]
+    quarters = D.FloatDistribution(0.0, 1.0, step=0.25)
+    assert [tuning._fits(quarters, v) for v in (0.0, 0.5, 0.75 + 1e-12, 0.6, 1.25)] == [True, True, True, False, False]
+    logged = D.FloatDistribution(0.01, 0.3, log=True)
+    assert [tuning._fits(logged, v) for v in (0.01, 0.3, 0.0, -1.0, 0.31, "x", None)] == \
+        [True, True, False, False, False, False, False]
+    choices = D.CategoricalDistribution(["gbtree", "dart", None])
+    assert [tuning._fits(choices, v) for v in ("dart", None, "gblinear", 3)] == [True, True, False, False]
+
+
+def test_telling_a_trial_another_study_handle_finished_counts_nothing(storage: str) -> None:
+    spec = spec_of(BAYES)
+    study = tuning.open_study(storage=storage, name="s", seed=0)
+    (trial,) = tuning.ask(study, spec, 1)
+    other = tuning.open_study(storage=storage, name="s", seed=0)  # a retried task racing the attempt it replaces
+    assert tuning.tell(other, success([trial]), [trial]) == 1
+    assert tuning._tell_once(study, trial.optuna_number, 0.9) == 0  # Optuna refuses it: another teller won
+    assert tuning.load_study(storage=storage, name="s").get_trials()[trial.optuna_number].value == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="has not been created"):  # any other refusal is raised as it is
+        tuning._tell_once(study, 99, 0.9)
+
+
+def test_tells_on_a_sqlite_storage_take_the_lock_beside_the_database(tmp_path: Path) -> None:
+    database = tmp_path / "optuna.db"
+    url = f"sqlite:///{database}"
+    lock = tmp_path / "optuna.db.tell.lock"
+    spec = spec_of(BAYES)
+    # A study opened without mlfleet.tuning: its storage is unknown here, so no lock is taken.
+    foreign = optuna.create_study(storage=url, study_name="foreign", direction="maximize")
+    trials = tuning.ask(foreign, spec, 1)
+    assert tuning.tell(foreign, success(trials), trials) == 1 and not lock.exists()
+    for study in (tuning.open_study(storage=url, name="s", seed=0), tuning.load_study(storage=url, name="s")):
+        trials = tuning.ask(study, spec, 1)
+        assert tuning.tell(study, success(trials), trials) == 1
+        assert lock.exists()
+        lock.unlink()

@@ -10,6 +10,19 @@ api-server asks 127.0.0.1 for the logs of a running task.
 
 Run as `python -m mlfleet.airflow.log_server` with the deployment's environment; importing this
 module imports nothing heavy (every Airflow process imports it for the hostname).
+
+Outside Airflow's public interface, knowingly: `create_app` lives in `airflow.utils.serve_logs`,
+which the public interface (the task SDK, the REST API, the CLI, configuration) does not include.
+No public door does this job in Airflow 3.3: the log server's only settings are its ports
+(`[logging] worker_log_server_port`, `trigger_log_server_port`), with no host; the CLI has no
+log-serving command, only `--skip-serve-logs` on the scheduler, triggerer and Celery worker; and
+serving the folder from an app of our own would re-implement the token check (HS512 under
+`[api] secret_key`, audience "task-instance-logs", the path in a `filename` claim), which is no
+more documented than `create_app`. So this module uses Airflow's app as it is, and
+tests/unit/airflow/test_log_server.py fails if it moves or stops checking the token. The other
+way out, for a stack whose components share one log folder: no log server at all, since the
+api-server reads task logs from that folder first (it would then report "Could not read served
+logs" for running tasks); that is the devstack's choice to make (mlfleet.devstack.processes).
 """
 
 from __future__ import annotations
@@ -37,8 +50,8 @@ def listen(ports: list[int], host: str = LOOPBACK) -> list[socket.socket]:
 
 def main() -> None:
     import uvicorn
-    from airflow.configuration import conf
-    from airflow.utils.serve_logs import create_app
+    from airflow.sdk import conf  # the public configuration reader
+    from airflow.utils.serve_logs import create_app  # not public interface: see the module's docstring
     from setproctitle import setproctitle
 
     setproctitle("airflow serve-logs (mlfleet, 127.0.0.1)")

@@ -8,9 +8,8 @@ environment (`AIRFLOW__*`: the Fernet key, the JWT and API secrets, the metadata
 password), connections and variables (`AIRFLOW_CONN_*`, `AIRFLOW_VAR_*`), AWS keys, MLflow's
 credentials, and the stores' URLs, which may hold a password.
 
-What it does not do: a forked training process (the local backend's default) starts as a copy of
-its task process's memory, where Airflow's configuration is loaded already; only a process started
-anew, or a worker the training process starts, begins without those secrets.
+Every local trainer is a new interpreter (mlfleet.backends.local), so this environment is all it
+starts with: nothing of its task process's memory, where Airflow's configuration is loaded.
 """
 
 from __future__ import annotations

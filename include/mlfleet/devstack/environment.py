@@ -31,6 +31,10 @@ PASSWORDS_FILE = "simple_auth_manager_passwords.json"
 # deployments on one machine (a test next to `mlfleet up`).
 LOG_SERVER = "log-server"
 LOG_PORTS: dict[str, int] = {"worker_log_server_port": 8793, "trigger_log_server_port": 8794}
+# Airflow's local settings file (airflow_local_settings.py), put on every component's PYTHONPATH.
+LOCAL_SETTINGS_DIR = PROJECT_ROOT / "config"
+# Which `airflow` commands import what tasks need as they start (config/airflow_local_settings.py).
+PRELOAD_VAR = "MLFLEET_PRELOAD"
 
 
 def run_dir(settings: Settings) -> Path:
@@ -138,7 +142,8 @@ def airflow_env(settings: Settings, dags_folder: Path | None = None) -> dict[str
     port = settings.airflow_port
     venv_bin = str(Path(sys.executable).parent)
     env = dict(os.environ)
-    pythonpath = [str(PROJECT_ROOT / "include")]
+    # config/ holds airflow_local_settings.py, which every `airflow` process imports at start.
+    pythonpath = [str(PROJECT_ROOT / "include"), str(LOCAL_SETTINGS_DIR)]
     if env.get("PYTHONPATH"):
         pythonpath.append(env["PYTHONPATH"])
     env.update(
@@ -150,9 +155,13 @@ def airflow_env(settings: Settings, dags_folder: Path | None = None) -> dict[str
             "AIRFLOW_HOME": str(home),
             "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            # LocalExecutor with pandas, scikit-learn, Optuna and MLflow imported before it forks its
-            # workers, so task processes start with them (mlfleet.airflow.executor says why).
-            "AIRFLOW__CORE__EXECUTOR": "mlfleet.airflow.executor.PreloadingLocalExecutor",
+            # SQLite's lock wait: 30 s, not Python's 5 s (mlfleet.devstack.sqlite_connect says why).
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "mlfleet.devstack.sqlite_connect.CONNECT_ARGS",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # The scheduler imports pandas, scikit-learn, Optuna and MLflow as it starts (through
+            # config/airflow_local_settings.py), before the LocalExecutor forks its workers, so task
+            # processes start with them (mlfleet.airflow.preload). Set MLFLEET_PRELOAD= to turn it off.
+            PRELOAD_VAR: env.get(PRELOAD_VAR, "scheduler"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
@@ -181,16 +190,14 @@ def airflow_env(settings: Settings, dags_folder: Path | None = None) -> dict[str
             # supervisors heartbeat every 5 s, so 60 s is twelve missed beats).
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
             "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
-            # An idle scheduler loop sleeps 0.25 s, not 1 s: every step of a run that no task's end
-            # announces (the run starts, a continuation round's run starts) waits for the next loop.
-            # While tasks run, the executor's heartbeat waits instead (up to
-            # MLFLEET_EXECUTOR_RESULT_WAIT_SECONDS, ending when a task ends:
-            # PreloadingLocalExecutor.wait_for_a_result), so the short sleep costs CPU only while
-            # nothing runs: an idle scheduler burns ~10 CPU-s a minute at 0.25 s, ~4 at 1 s (2 cores).
-            # After 30 s with nothing queued or running, the executor rests 1 s a loop on top
-            # (PreloadingLocalExecutor.rest_while_quiet): an idle stack's scheduler then took 2.2.
-            # Ten 4-trial bayes rounds: 42.3 s at 0.25 s without the wait, 44.5 s with the 2 s wait,
-            # 51.2 s at 1 s with it (2026-12-02, one run each, one after the other).
+            # An idle scheduler loop sleeps 0.25 s, not Airflow's 1 s. The scheduler acts only in a
+            # loop, so every step of a run (the run starts, a task's end queues the next task, a
+            # continuation round's run starts) waits for the next one: about 0.3 s a step at
+            # 0.25 s, 0.9 s at 1 s (Airflow's timestamps, 2 cores), ~0.6 s saved on each of the
+            # three or more steps a round takes.
+            # The price is CPU while nothing runs: an idle scheduler took ~10 CPU-s a minute at
+            # 0.25 s, ~4 at 1 s. No public setting wakes the scheduler when a task ends instead
+            # (scheduler_heartbeat_sec only says how often it records being alive).
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
             # New DAG files show up within seconds instead of 5 minutes. An edited DAG file is
             # re-parsed at the next refresh too (its mtime is newer than its last parse: the

@@ -1,4 +1,4 @@
-"""Sweep results: the leaderboard files, the parallel-coordinates plot, and MLflow tracking/registry.
+"""Sweep results: the leaderboard files, the parallel-coordinates plot, MLflow tracking and its model registry.
 
 No Airflow here, and MLflow/plotly/pandas are imported inside the functions that need them,
 so `import mlfleet.results` stays cheap for DAG parsing and the CLI.
@@ -7,17 +7,15 @@ so `import mlfleet.results` stays cheap for DAG parsing and the CLI.
 from mlfleet.results.leaderboard import build_leaderboard, read_leaderboard, write_leaderboard
 from mlfleet.results.plots import parallel_coordinates_html
 from mlfleet.results.reference import load_reference, load_reference_statistics
-from mlfleet.results.tracking import (
+from mlfleet.results.registry import (
     champion,
-    configure,
-    experiment_id,
     list_champions,
     load_model,
-    log_trials,
     record_version_tags,
     register_model,
     set_alias,
 )
+from mlfleet.results.tracking import configure, experiment_id, log_trials
 
 __all__ = [
     "build_leaderboard",

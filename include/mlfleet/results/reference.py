@@ -12,9 +12,12 @@ import json
 import tempfile
 from typing import Any
 
-from mlfleet.results.tracking import CHAMPION, REFERENCE_DIR, REFERENCE_FILE, _client
+from mlfleet.results.registry import CHAMPION
+from mlfleet.results.tracking import _client
 
+REFERENCE_DIR = "reference"  # a version's run holds its drift reference under this artifact folder
 STATISTICS_FILE = "statistics.json"
+REFERENCE_FILE = "reference.parquet"  # the frame itself: versions registered before statistics
 
 
 def log_reference_statistics(statistics: dict[str, Any]) -> None:

@@ -68,7 +68,7 @@ def decide(context: SweepContext, *, settings: Settings) -> dict[str, Any]:
     champion triggers a retrain against it anyway. MLflow's registry has no atomic compare-and-set:
     on the local SQLite store a lock closes the race; against a tracking server a promotion that
     reads the old champion at the same moment as another can still win over it (see
-    `mlfleet.results.tracking.promote_champion`).
+    `mlfleet.results.registry.promote_champion`).
 
     A retry after the task died between registering the challenger and moving the alias finds the
     version this retrain registered (by its sweep tag) instead of registering a second, and moves
@@ -77,7 +77,7 @@ def decide(context: SweepContext, *, settings: Settings) -> dict[str, Any]:
     from sklearn.metrics import get_scorer
 
     from mlfleet import results
-    from mlfleet.results import tracking
+    from mlfleet.results import registry
 
     if context.retraining is None or context.holdout_path is None:
         raise ValueError(f"sweep {context.experiment}/{context.run_id} is not a retrain (no champion, no holdout)")
@@ -113,11 +113,11 @@ def decide(context: SweepContext, *, settings: Settings) -> dict[str, Any]:
                            extra_tags=score_tags)
     version = str(info["version"])
     if challenger_score > champion_score:
-        moved = tracking.promote_champion(settings, name, version=version, compared_with=compared_with)
+        moved = registry.promote_champion(settings, name, version=version, compared_with=compared_with)
         outcome = moved["outcome"]
         holder = moved["champion"]
     else:
-        outcome, holder = "kept_champion", tracking.alias_holder(settings, name, tracking.CHAMPION)
+        outcome, holder = "kept_champion", registry.alias_holder(settings, name, registry.CHAMPION)
     reason = {
         "promoted": f"v{version} beat v{compared_with} on the holdout and is the champion",
         "kept_champion": f"v{version} did not beat v{compared_with} on the holdout",

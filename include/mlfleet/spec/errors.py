@@ -9,5 +9,5 @@ class SpecError(ValueError):
         self.message = message
         super().__init__(f"{field}: {message}" if field else message)
 
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # pickled from a sweep step's fork
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # pickles with its field (a process pool, a fork)
         return type(self), (self.field, self.message)

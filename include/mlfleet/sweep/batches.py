@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,11 @@ def batch_job(context: SweepContext, batch: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_batch(context: SweepContext, batch: dict[str, Any], *, settings: Settings) -> dict[str, Any]:
+def run_batch(context: SweepContext, batch: dict[str, Any], *, settings: Settings,
+              while_training: Callable[[], object] | None = None) -> dict[str, Any]:
     """Run one batch on this machine (the local backend); returns a small summary for XCom.
+
+    `while_training`: called here while the batch's training process runs (mlfleet.backends.local).
 
     With local sweep state the batch trains in its results folder, so a retry resumes from its
     checkpoints. With state in the object store it trains in a scratch folder of its own, from a
@@ -42,7 +46,8 @@ def run_batch(context: SweepContext, batch: dict[str, Any], *, settings: Setting
     from mlfleet.backends import batch_results
 
     if not is_object_path(context.results_path):
-        rows = _train(Path(batch_dir(context, batch)), context, batch, settings=settings, data_path=Path(context.data_path))
+        rows = _train(Path(batch_dir(context, batch)), context, batch, settings=settings, data_path=Path(context.data_path),
+                      while_training=while_training)
         return batch_results.summary(batch["batch_id"], rows)
     done = batch_results.read_rows(context.results_path, batch["batch_id"])
     if done is not None and sorted(r["trial_id"] for r in done) == sorted(t["trial_id"] for t in batch["trials"]):
@@ -51,13 +56,14 @@ def run_batch(context: SweepContext, batch: dict[str, Any], *, settings: Setting
         data_path = Path(scratch) / "data" / Path(context.data_path).name
         data_path.parent.mkdir()
         data_path.write_bytes(context.stored(context.data_path).read_bytes())
-        rows = _train(Path(scratch) / "batch", context, batch, settings=settings, data_path=data_path)
+        rows = _train(Path(scratch) / "batch", context, batch, settings=settings, data_path=data_path,
+                      while_training=while_training)
     batch_results.store_rows(context.results_path, batch["batch_id"], rows)
     return batch_results.summary(batch["batch_id"], rows)
 
 
 def _train(directory: Path, context: SweepContext, batch: dict[str, Any], *, settings: Settings,
-           data_path: Path) -> list[dict[str, Any]]:
+           data_path: Path, while_training: Callable[[], object] | None) -> list[dict[str, Any]]:
     from mlfleet.backends import local
 
     local.stage_batch(directory, job=batch_job(context, batch), data_path=data_path)
@@ -66,7 +72,7 @@ def _train(directory: Path, context: SweepContext, batch: dict[str, Any], *, set
         trial_ids=[t["trial_id"] for t in batch["trials"]],
         workers=settings.workers,
         timeout_seconds=context.timeout_minutes * 60,
-        start=settings.local_training_start,
+        while_training=while_training,
     )
 
 

@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
+import logging
 from typing import Any
 
 from mlfleet.config import Settings
-from mlfleet.forking import alongside, call_beside
 from mlfleet.storage import read_parquet, uri_of, write_json_atomic
 from mlfleet.sweep.batches import collect_rows
 from mlfleet.sweep.context import SweepContext
 from mlfleet.sweep.propose import open_study, proposed_trials, record, record_history
 from mlfleet.training.zoo import THREADED_MODELS
+
+log = logging.getLogger(__name__)
+# What finalize imports that the steps before it do not: MLflow and its database stores, Optuna,
+# plotly; seconds of CPU, which `mlfleet sweep` spends while its first batch trains.
+LIBRARIES = (
+    "optuna", "mlflow", "mlflow.sklearn", "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store", "plotly.graph_objects", "mlfleet.results", "mlfleet.tuning",
+)
+
+
+@functools.cache
+def import_libraries() -> None:
+    """Import `LIBRARIES` (once), so finalize does not wait for them; one that fails is logged, and
+    finalize raises its error where it needs it."""
+    for name in LIBRARIES:
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # noqa: BLE001 - finalize imports it again and fails there, with context
+            log.warning("could not import %s ahead of finalize (%s)", name, err)
 
 
 def finalize(context: SweepContext, *, settings: Settings, register: bool = True) -> dict[str, Any]:
@@ -30,26 +51,19 @@ def finalize(context: SweepContext, *, settings: Settings, register: bool = True
         experiment=context.experiment, run_id=context.run_id, metric=spec.metric,
         results_uri=uri_of(results_dir), rows=rows,
     )
-    # MLflow's trial runs are the longest step here on a large sweep (200 runs: ~6 s on 2 cores)
-    # and need nothing from the steps after them, so they are logged beside those steps in a fork
-    # where this process may fork (mlfleet.forking); one after the other where it may not.
-    trial_runs = call_beside(results.log_trials, settings=settings, experiment=context.experiment,
-                             run_id=context.run_id, rows=rows, metric=spec.metric)
+    results.write_leaderboard(results_dir, board)
+    results.parallel_coordinates_html(board, results_dir / "parallel_coordinates.html")
+    results.log_trials(settings=settings, experiment=context.experiment, run_id=context.run_id, rows=rows,
+                       metric=spec.metric)
+    if spec.search.strategy == "bayes":
+        record(context, settings=settings)  # the last round's trials: no later round tells them
+    else:
+        from mlfleet.tuning import record_trials
 
-    def the_other_steps() -> None:
+        record_trials(open_study(context, settings), spec, rows, trials)
+    if register and board["best"]:
+        board["registered_model"] = register_best(context, board, settings=settings)
         results.write_leaderboard(results_dir, board)
-        results.parallel_coordinates_html(board, results_dir / "parallel_coordinates.html")
-        if spec.search.strategy == "bayes":
-            record(context, settings=settings)  # the last round's trials: no later round tells them
-        else:
-            from mlfleet.tuning import record_trials
-
-            record_trials(open_study(context, settings), spec, rows, trials)
-        if register and board["best"]:
-            board["registered_model"] = register_best(context, board, settings=settings)
-            results.write_leaderboard(results_dir, board)
-
-    alongside(the_other_steps, [trial_runs])
     return board
 
 

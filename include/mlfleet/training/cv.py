@@ -9,15 +9,16 @@ With `prune` (the spec's `search.prune`) folds run in waves: fold 0 of every tri
 of the trials still in, and so on; after each wave from `min_folds` on, Optuna's WilcoxonPruner
 stops the trials clearly worse than the wave's leader. See `cross_validate_trials`.
 
-The pool is joblib's (loky: workers are new interpreters), or, where this process may fork,
-`ForkedFoldPool`: workers forked before this process reads the data, which skips the seconds a
-new interpreter spends importing scikit-learn (see `ForkedFoldPool` for why and what it saves).
+The pool is joblib's (loky: its workers are new interpreters, in the training process's process
+group, so the local backend stops them with it), one per batch for all its waves, with joblib's
+automatic batching of short fits. A worker dies with the training process that started it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 import traceback
 import warnings
@@ -54,7 +55,10 @@ class Pruning:
 
 
 def _fit_fold(trial: dict[str, Any], fold: int, train: np.ndarray, test: np.ndarray, X: Any, y: Any,
-              config: CVConfig, n_classes: int) -> tuple[str, int, float | None, float, str | None]:
+              config: CVConfig, n_classes: int, owner: int | None = None) -> tuple[str, int, float | None, float, str | None]:
+    """One fit of one fold. `owner`: the process that runs the batch; in a pool worker, the worker dies with it."""
+    if owner is not None and owner != os.getpid():
+        _die_with(owner)  # first: the imports below take seconds in a new worker
     from sklearn.metrics import get_scorer
 
     from mlfleet.training.zoo import build_estimator
@@ -70,6 +74,26 @@ def _fit_fold(trial: dict[str, Any], fold: int, train: np.ndarray, test: np.ndar
     except Exception as err:  # noqa: BLE001 - a trial's crash is data, recorded on its row
         line = traceback.format_exception_only(type(err), err)[-1].strip()
         return trial["trial_id"], fold, None, time.perf_counter() - started, line
+
+
+# The owners this process (a pool worker) has already arranged to die with.
+_OWNERS: set[int] = set()
+
+
+def _die_with(owner: int) -> None:
+    """In a pool worker, once: the kernel kills it when `owner` (its parent, the training process) dies.
+
+    Otherwise a worker of a training process killed alone (its parent-death signal, its deadline)
+    would fit on until it next asks for work, beside the batch's retry.
+    """
+    if owner in _OWNERS:
+        return
+    from mlfleet.training.entrypoint import die_with_parent
+
+    die_with_parent()
+    _OWNERS.add(owner)
+    if os.getppid() != owner:  # it died before the line above took effect
+        os._exit(1)
 
 
 def longest_first(trials: list[dict[str, Any]], *, folds: int) -> list[dict[str, Any]]:
@@ -115,125 +139,9 @@ def _predicted(trial: dict[str, Any]) -> float | None:
     return float(value)
 
 
-# A fold's work in a ForkedFoldPool worker: what its initializer loaded (X, y, splits, config, classes).
-_WORKER_DATA: dict[str, Any] = {}
-# Predicted seconds of fits a ForkedFoldPool sends a worker at once: short enough that the batch's
-# end stays balanced, long enough that a round trip per task is small beside it.
-CHUNK_SECONDS = 0.25
-
-
-class ForkedFoldPool:
-    """Worker processes forked from this one, each loading the training set itself, for `cross_validate_trials`.
-
-    Why: loky's workers are new interpreters that import numpy, pandas and scikit-learn before
-    their first fit, about 3 s per batch on 2 cores (docs/benchmarks.md), while a fork starts
-    with everything this process holds. A fork is only safe from a process with one thread
-    (mlfleet.forking), and reading Parquet starts Arrow's threads: so the workers are forked
-    first, while the caller has not read the data yet, and each reads it for itself (`load`).
-    Forked once, never again: a worker that dies breaks the pool (BrokenProcessPool, raised
-    from `run`) instead of being replaced from a thread. Workers die with this process, and run
-    with BLAS and OpenMP limited to their share of the cores, as joblib limits loky's.
-    """
-
-    def __init__(self, n_jobs: int, *, load: Callable[[], tuple[Any, Any]], config: CVConfig) -> None:
-        import multiprocessing
-        import os
-        from concurrent.futures import ProcessPoolExecutor
-        from concurrent.futures.process import BrokenProcessPool
-
-        threads = max(1, (os.cpu_count() or 1) // n_jobs)
-        self.n_jobs, self.folds = n_jobs, config.folds
-        self.executor = ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork"),
-                                            initializer=_start_worker, initargs=(load, config, threads))
-        # A fork-context pool starts every worker on its first submit, before its own threads.
-        try:
-            self.executor.submit(int).result()
-        except BrokenProcessPool:
-            # A worker's `load` raised (no training set, a missing column): raise that error here,
-            # where the batch's failure reports it, not the broken pool it left behind.
-            self.executor.shutdown(wait=True)
-            load()
-            raise
-
-    def run(self, pairs: list[tuple[dict[str, Any], int]]) -> Iterator[tuple[str, int, float | None, float, str | None]]:
-        """Fit these (trial, fold) pairs, started in this order; yield each result as it ends."""
-        from concurrent.futures import as_completed
-
-        futures = [self.executor.submit(_fit_folds_in_worker, chunk) for chunk in fold_chunks(pairs, folds=self.folds)]
-        try:
-            for future in as_completed(futures):
-                yield from future.result()
-        finally:
-            for future in futures:
-                future.cancel()
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> ForkedFoldPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def fold_pool(trials: list[dict[str, Any]], *, folds: int, workers: int, load: Callable[[], tuple[Any, Any]],
-              config: CVConfig) -> contextlib.AbstractContextManager[ForkedFoldPool | None]:
-    """A ForkedFoldPool for these trials where one pays (`pool_size` > 1) and this process may fork; else None.
-
-    Call it before reading the data, which starts threads; `load` gives the workers their X, y.
-    """
-    from mlfleet.forking import can_fork
-
-    unique = list({t["trial_id"]: t for t in trials}.values())
-    n_jobs = pool_size(unique, workers=workers, pairs=len(unique) * folds) if unique else 1
-    if n_jobs > 1 and can_fork():
-        return ForkedFoldPool(n_jobs, load=load, config=config)
-    return contextlib.nullcontext()
-
-
-def fold_chunks(pairs: list[tuple[dict[str, Any], int]], *, folds: int,
-                seconds: float = CHUNK_SECONDS) -> list[list[tuple[dict[str, Any], int]]]:
-    """Consecutive pairs, up to `seconds` of predicted fits a chunk (one pair where there is no prediction).
-
-    One pair a task costs the pool a round trip per fit (pickling, two pipes, a wake-up in
-    each process): on 4,000 fits of ~45 ms, that was more than the forked start saved.
-    """
-    chunks: list[list[tuple[dict[str, Any], int]]] = []
-    current: list[tuple[dict[str, Any], int]] = []
-    total = 0.0
-    for trial, fold in pairs:
-        predicted = _predicted(trial)
-        if current and (predicted is None or total + predicted / folds > seconds):
-            chunks.append(current)
-            current, total = [], 0.0
-        current.append((trial, fold))
-        total += (seconds if predicted is None else predicted) / folds
-    return [*chunks, current] if current else chunks
-
-
-def _start_worker(load: Callable[[], tuple[Any, Any]], config: CVConfig, threads: int) -> None:
-    from threadpoolctl import threadpool_limits
-
-    from mlfleet.forking import die_with_parent
-
-    die_with_parent()
-    threadpool_limits(limits=threads)
-    X, y = load()
-    _WORKER_DATA.update(X=X, y=y, splits=list(config.splitter().split(X, y)), config=config,
-                        n_classes=len(np.unique(y)) if config.task == "classification" else 0)
-
-
-def _fit_folds_in_worker(pairs: list[tuple[dict[str, Any], int]]) -> list[tuple[str, int, float | None, float, str | None]]:
-    data = _WORKER_DATA
-    return [_fit_fold(trial, fold, *data["splits"][fold], data["X"], data["y"], data["config"], data["n_classes"])
-            for trial, fold in pairs]
-
-
 def cross_validate_trials(
     trials: list[dict[str, Any]], X: np.ndarray, y: np.ndarray, config: CVConfig, *, workers: int,
     on_trial_done: Callable[[dict[str, Any]], Any] | None = None, prune: Pruning | None = None,
-    pool: ForkedFoldPool | None = None,
 ) -> list[dict[str, Any]]:
     """Score every trial on every fold (or, with `prune`, until it is clearly beaten); one row per trial, input order.
 
@@ -245,8 +153,9 @@ def cross_validate_trials(
     complete trial's mean gets its remaining folds run. So the batch's best is always a trial
     scored on every fold.
 
-    `pool`: a ForkedFoldPool over the same X, y and config (see `fold_pool`), used instead of
-    joblib's when given; its workers hold the data, so only (trial, fold) travels.
+    The (trial, fold) fits go to one joblib pool for the whole call (`pool_size` workers; with one,
+    they run in this process), in batches joblib sizes itself (`batch_size="auto"`), so short fits
+    travel many to a round trip.
     """
     from joblib import Parallel, delayed
 
@@ -268,17 +177,14 @@ def cross_validate_trials(
         if on_trial_done:
             on_trial_done(results[key])
 
-    n_jobs = pool.n_jobs if pool is not None else pool_size(unique, workers=workers, pairs=len(unique) * len(splits))
-    with contextlib.nullcontext() if pool is not None else Parallel(n_jobs=n_jobs, return_as="generator_unordered") as parallel:
+    n_jobs = pool_size(unique, workers=workers, pairs=len(unique) * len(splits))
+    owner = os.getpid()
+    with Parallel(n_jobs=n_jobs, backend="loky", batch_size="auto", return_as="generator_unordered") as parallel:
 
         def run(pairs: list[tuple[dict[str, Any], int]]) -> Iterator[str]:
             """Fit these (trial, fold) pairs, in this order; yield each trial id as a fold of it ends."""
-            if pool is not None:
-                results: Any = pool.run(pairs)
-            else:
-                jobs = [delayed(_fit_fold)(t, k, *splits[k], X, y, config, n_classes) for t, k in pairs]
-                results = parallel(jobs) if jobs else ()
-            for key, fold, score, seconds, error in results:
+            jobs = [delayed(_fit_fold)(t, k, *splits[k], X, y, config, n_classes, owner) for t, k in pairs]
+            for key, fold, score, seconds, error in parallel(jobs) if jobs else ():
                 done[key][fold] = (score, seconds, error)
                 yield key
 

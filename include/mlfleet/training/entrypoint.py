@@ -18,16 +18,29 @@ Three places, one code path: the local backend stages the layout itself; SageMak
 the CreateTrainingJob request; a Kubernetes pod passes `--hyperparameters`, `--channel` and
 `--output` so the entrypoint stages it from S3, pushes checkpoints and results back, and with
 `--xcom` writes the result to KubernetesPodOperator's XCom sidecar file.
+
+A local batch's process also gets the lifetime a SageMaker job or a pod has from its platform,
+through two environment variables the local backend sets (a job or a pod sets neither):
+
+    MLFLEET_TRAINER_PARENT_PID      die when this process (the task that started it) dies
+                                    (Linux `PR_SET_PDEATHSIG`); exit at once if it is gone already
+    MLFLEET_TRAINER_DEADLINE_SECONDS  end with SIGALRM after this many seconds (the spec's
+                                    `budget.timeout_minutes`), whether or not anyone waits for it
+
+`main` arms both before it does anything else, so they hold from the process's first line of work.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import contextlib
+import ctypes
 import json
 import os
+import signal
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +51,38 @@ METRIC_DEFINITIONS = [
     {"Name": "mean_score", "Regex": r"mean_score=([-+0-9.eE]+)"},
 ]
 XCOM_SIDECAR = "/airflow/xcom/return.json"
+PARENT_PID_ENV = "MLFLEET_TRAINER_PARENT_PID"
+DEADLINE_ENV = "MLFLEET_TRAINER_DEADLINE_SECONDS"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def lifetime_env(*, parent_pid: int, deadline_seconds: int) -> dict[str, str]:
+    """The variables that give a training process its caller's lifetime and its own deadline (see `arm_lifetime`)."""
+    return {PARENT_PID_ENV: str(parent_pid), DEADLINE_ENV: str(max(1, deadline_seconds))}
+
+
+def die_with_parent() -> None:
+    """Linux: the kernel kills this process with SIGKILL when its parent dies (elsewhere: nothing)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def arm_lifetime(environ: Mapping[str, str] = os.environ) -> None:
+    """Death with the parent named in MLFLEET_TRAINER_PARENT_PID, an alarm at MLFLEET_TRAINER_DEADLINE_SECONDS.
+
+    Armed in the process itself, so no `preexec_fn` (unsafe in a caller with threads) and no second
+    interpreter are needed. SIGALRM's default action ends the process in the kernel, whatever
+    Python or a C fit is doing; the caller reads it from the exit status.
+    """
+    parent = environ.get(PARENT_PID_ENV)
+    if parent:
+        die_with_parent()
+        if os.getppid() != int(parent):  # the parent died before the line above took effect
+            os._exit(1)
+    deadline = environ.get(DEADLINE_ENV)
+    if deadline:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(max(1, int(deadline)))
 
 
 def hyperparameters_of(job: dict[str, Any]) -> dict[str, str]:
@@ -103,7 +148,7 @@ def load_arrays(channel: Path, *, features: list[str], target: str) -> tuple[Any
 
 def run(root: Path, *, workers: int | None = None, on_checkpoint: Any = None) -> list[dict[str, Any]]:
     """Run every trial of the batch not already checkpointed; return all result rows."""
-    from mlfleet.training.cv import CVConfig, Pruning, cross_validate_trials, fold_pool
+    from mlfleet.training.cv import CVConfig, Pruning, cross_validate_trials
 
     job = read_job(root)
     config = CVConfig(task=job["task"], metric=job["metric"], folds=job["cv"]["folds"], seed=job["cv"]["seed"])
@@ -125,13 +170,8 @@ def run(root: Path, *, workers: int | None = None, on_checkpoint: Any = None) ->
             on_checkpoint(checkpoints / f"{row['trial_id']}.json")
 
     workers = workers or int(os.environ.get("MLFLEET_WORKERS", "0")) or os.cpu_count() or 1
-    load = functools.partial(load_arrays, root / "input/data/train", features=job["features"], target=job["target"])
-    # The pool first: its workers are forked where that is safe, which is before the data is read.
-    with fold_pool(todo, folds=config.folds, workers=workers, load=load, config=config) as pool:
-        if pool is not None:
-            print(f"fold pool: {pool.n_jobs} workers forked from this process", flush=True)
-        X, y = load()
-        cross_validate_trials(todo, X, y, config, workers=workers, on_trial_done=record, prune=prune, pool=pool)
+    X, y = load_arrays(root / "input/data/train", features=job["features"], target=job["target"])
+    cross_validate_trials(todo, X, y, config, workers=workers, on_trial_done=record, prune=prune)
     rows = [json.loads((checkpoints / f"{t['trial_id']}.json").read_text()) for t in job["trials"]]
     write_json_atomic(root / "model/results.json", rows)
     return rows
@@ -158,6 +198,7 @@ def stage_from_object_store(root: Path, *, hyperparameters: str | None, channels
 
 
 def main(argv: list[str] | None = None) -> int:
+    arm_lifetime()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", nargs="?", default="train", help="SageMaker passes 'train'")
     parser.add_argument("--root", default=os.environ.get("MLFLEET_SM_ROOT", "/opt/ml"))

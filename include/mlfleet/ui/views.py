@@ -40,7 +40,7 @@ def _champions(settings: Settings, names: set[str], readable: set[str]) -> dict[
     """name -> champion version, for the names whose champion the user may see (two MLflow queries for all)."""
     if not names or not _has_registry(settings):
         return {}
-    from mlfleet.results.tracking import registered_models
+    from mlfleet.results.registry import registered_models
 
     visible = _readable_versions(settings, readable)
     return {m["name"]: m["aliases"]["champion"] for m in registered_models(settings)
@@ -63,7 +63,7 @@ def _readable_versions(settings: Settings, readable: set[str], name: str | None 
     """
     if not readable or not _has_registry(settings):
         return {}
-    from mlfleet.results.tracking import registered_versions
+    from mlfleet.results.registry import registered_versions
 
     visible: dict[str, set[str]] = {}
     for version in registered_versions(settings, name):
@@ -244,7 +244,7 @@ def models(settings: Settings, readable: set[str]) -> list[dict[str, Any]]:
     visible = _readable_versions(settings, readable)
     if not visible:
         return []
-    from mlfleet.results.tracking import registered_models
+    from mlfleet.results.registry import registered_models
 
     return [{**m, "aliases": {alias: v for alias, v in m["aliases"].items() if str(v) in visible[m["name"]]}}
             for m in registered_models(settings) if m["name"] in visible]
@@ -258,7 +258,7 @@ def model_history(settings: Settings, name: str, readable: set[str]) -> dict[str
     visible = _readable_versions(settings, readable, name).get(name, set())
     if not visible:
         raise NotFound(f"no registered model {name!r}")
-    from mlfleet.results.tracking import version_history
+    from mlfleet.results.registry import version_history
 
     versions = [v for v in version_history(settings, name) if v["version"] in visible]
     if not versions:

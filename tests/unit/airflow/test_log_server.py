@@ -18,7 +18,8 @@ import sys
 from airflow.api_fastapi.auth.tokens import JWTGenerator, get_signing_key
 generator = JWTGenerator(secret_key=get_signing_key("api", "secret_key"), algorithm="HS512", private_key=None,
                          issuer=None, valid_for=30, audience="task-instance-logs")
-print(generator.generate({"filename": sys.argv[1]}))
+for filename in sys.argv[1:]:
+    print(generator.generate({"filename": filename}))
 """
 
 
@@ -43,11 +44,15 @@ def test_the_log_server_listens_on_the_loopback_interface_only(settings: Setting
         relative = "dag_id=d/run_id=r/task_id=t/attempt=1.log"
         (environment.logs_dir(settings) / relative).parent.mkdir(parents=True, exist_ok=True)
         (environment.logs_dir(settings) / relative).write_text("hello from the task\n")
-        token = subprocess.run([sys.executable, "-c", TOKEN, relative], env=env, capture_output=True, text=True,
-                               check=True).stdout.strip().splitlines()[-1]  # after any warning Airflow logs
+        other = "dag_id=d/run_id=r/task_id=t/attempt=2.log"
+        token, other_token = subprocess.run(
+            [sys.executable, "-c", TOKEN, relative, other], env=env, capture_output=True, text=True,
+            check=True).stdout.strip().splitlines()[-2:]  # after any warning Airflow logs
         for port in ports:  # Airflow's app: the api-server's signed request is served, any other refused
             url = f"http://127.0.0.1:{port}/log/{relative}"
             assert httpx.get(url, timeout=10).status_code == 403
+            # a token the api-server signed for another file
+            assert httpx.get(url, headers={"Authorization": other_token}, timeout=10).status_code == 403
             served = httpx.get(url, headers={"Authorization": token}, timeout=10)
             assert (served.status_code, served.text) == (200, "hello from the task\n")
         assert "airflow" in " ".join(proc.cmdline())  # what `mlfleet down` checks before signalling

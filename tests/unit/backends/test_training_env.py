@@ -1,15 +1,11 @@
 """A local training process starts without the deployment's secrets: its task's environment, less
-Airflow's configuration, connections and variables, AWS keys and the stores' credentials."""
+Airflow's configuration, connections and variables, AWS keys and the stores' credentials.
+
+That the local backend hands a trainer this environment is tested with a real trainer in
+test_local_backend.py."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
-import pytest
-
-from mlfleet.backends import local
 from mlfleet.backends.training_env import training_env
 
 SECRETS = {
@@ -28,22 +24,3 @@ KEPT = {"PATH": "/usr/bin", "HOME": "/home/u", "PYTHONPATH": "/x", "AIRFLOW_HOME
 def test_training_env_drops_the_secrets_and_keeps_the_rest() -> None:
     env = training_env({**SECRETS, **KEPT}, MLFLEET_WORKERS="4")
     assert env == {**KEPT, "MLFLEET_WORKERS": "4"}
-
-
-def test_the_local_backend_starts_training_without_the_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What `run_batch` hands the training process (needs local.py to build its env with `training_env`)."""
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
-    seen: dict[str, Any] = {}
-
-    def fake_exec(batch_dir: Path, *, command: list[str], env: dict[str, str], log_path: Path,
-                  timeout_seconds: float) -> int:
-        seen.update(env)
-        (batch_dir / "model").mkdir(parents=True, exist_ok=True)
-        (batch_dir / "model/results.json").write_text(json.dumps([]))
-        return 0
-
-    monkeypatch.setattr(local, "_run_exec", fake_exec)
-    local.run_batch(tmp_path / "batch", trial_ids=[], workers=3, timeout_seconds=60, start="exec")
-    assert seen["MLFLEET_WORKERS"] == "3" and seen["PYTHONUNBUFFERED"] == "1"
-    assert not set(SECRETS) & set(seen)

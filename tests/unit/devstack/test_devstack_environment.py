@@ -7,6 +7,8 @@ import socket
 import stat
 from pathlib import Path
 
+import pytest
+
 from mlfleet.config import PROJECT_ROOT, Settings
 from mlfleet.devstack import environment, stack
 
@@ -20,7 +22,7 @@ def test_airflow_env_points_every_process_at_one_sqlite_deployment(settings: Set
     home = settings.airflow_home
     assert env["AIRFLOW_HOME"] == str(home)
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home / 'airflow.db'}"
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "mlfleet.airflow.executor.PreloadingLocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"  # Airflow's own
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(PROJECT_ROOT / "dags")
     assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "True"
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
@@ -30,8 +32,18 @@ def test_airflow_env_points_every_process_at_one_sqlite_deployment(settings: Set
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] == str(
         environment.passwords_file(settings)
     )
-    assert env["PYTHONPATH"].split(":")[0] == str(PROJECT_ROOT / "include")
+    assert env["PYTHONPATH"].split(":")[:2] == [str(PROJECT_ROOT / "include"), str(environment.LOCAL_SETTINGS_DIR)]
     assert env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] == str(environment.logs_dir(settings))
+
+
+def test_only_the_scheduler_preloads_unless_told_otherwise(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every component gets the local settings on its path; MLFLEET_PRELOAD names the one that
+    preloads (mlfleet.airflow.preload), and a value in the caller's environment wins ("" turns it off)."""
+    monkeypatch.delenv(environment.PRELOAD_VAR, raising=False)
+    assert stack.airflow_env(settings)[environment.PRELOAD_VAR] == "scheduler"
+    assert (environment.LOCAL_SETTINGS_DIR / "airflow_local_settings.py").is_file()
+    monkeypatch.setenv(environment.PRELOAD_VAR, "")
+    assert stack.airflow_env(settings)[environment.PRELOAD_VAR] == ""
 
 
 def test_airflow_env_takes_a_dags_folder_and_keeps_secrets_and_ports(

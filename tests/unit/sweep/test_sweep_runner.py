@@ -1,53 +1,62 @@
-"""`mlfleet sweep`'s runner: each step in a fork of a preloaded process, so a batch trains in a fork
-and finalize logs trial runs beside its other steps; a bayes sweep runs every round it needs."""
+"""`mlfleet sweep`'s runner: every step in this process, each batch in a training process of its
+own (the one `mlfleet up` starts too), finalize's libraries imported while the first batch trains;
+a bayes sweep runs every round it needs."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
+import psutil
 import pytest
 
 from mlfleet import tuning
-from mlfleet.sweep import run_sweep
+from mlfleet.backends import local
+from mlfleet.spec import SpecError
+from mlfleet.sweep import run_sweep, runner
 
 SPEC = {"name": "iris-forty", "task": "classification", "target": "target", "metric": "accuracy",
         "dataset": {"builtin": "iris"}, "cv": {"folds": 2, "seed": 0},
         "search": {"strategy": "bayes", "n_trials": 40, "batch_size": 4},
         "models": [{"type": "logistic_l1", "params": {"C": {"float": [0.001, 100.0], "log": True}}}]}
-
-
 ROOT = Path(__file__).resolve().parents[3]
-# As `mlfleet sweep` runs it: a fresh interpreter (a pytest worker has threads of its own, and a
-# process with Python threads runs the steps itself).
-STEPS_SCRIPT = r"""
-import json, logging, sys
-logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="LOG %(message)s")
-from mlfleet.config import get_settings
-from mlfleet.sweep import run_sweep
-board = run_sweep(sys.argv[1], settings=get_settings())
-print(json.dumps({"trials": len(board["trials"]), "version": board["registered_model"]["version"]}))
-"""
 
 
-def test_each_step_runs_in_a_fork_so_training_forks_and_trial_runs_are_logged_beside(tmp_path: Path) -> None:
-    env = {**os.environ, "MLFLEET_HOME": str(tmp_path / "home"), "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([sys.executable, "-c", STEPS_SCRIPT, str(ROOT / "specs/iris-quick.yaml")],
-                          capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.splitlines()[-1]) == {"trials": 5, "version": "1"}
-    log = done.stderr
-    for step in ("_prepare", "propose", "run_batch", "finalize"):
-        assert re.search(rf"^LOG {step}: running beside this process, in process \d+ forked", log, re.M), step
-    # In the step processes, with one thread each: the batch's training process is a fork, not a new
-    # interpreter, and finalize's MLflow trial runs go beside its other steps.
-    assert re.search(r"\[run_batch, process \d+\] batch r0-\w+: training process \d+ forked from this one", log), log[-3000:]
-    assert re.search(r"\[finalize, process \d+\] log_trials: running beside this process", log), log[-3000:]
+def test_the_batch_trains_in_its_own_process_while_finalizes_libraries_are_imported(
+        settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+    real_run_batch = local.run_batch
+
+    def run_batch(batch_dir: Path, **kwargs: Any) -> Any:
+        imports = kwargs["while_training"]
+
+        def noting_the_trainer() -> None:  # what runs while the batch trains
+            pid = int((batch_dir / local.PID_FILE).read_text())
+            trainer = psutil.Process(pid)
+            seen.append({"pid": pid, "cmdline": trainer.cmdline(), "alive": trainer.status() != psutil.STATUS_ZOMBIE})
+            imports()
+
+        return real_run_batch(batch_dir, **{**kwargs, "while_training": noting_the_trainer})
+
+    monkeypatch.setattr(local, "run_batch", run_batch)
+    board = run_sweep(str(ROOT / "specs/iris-quick.yaml"), settings=settings)
+
+    assert len(board["trials"]) == 5 and board["registered_model"]["version"] == "1"
+    assert len(seen) == 1, seen  # one batch
+    trainer = seen[0]
+    assert trainer["alive"] and trainer["pid"] != psutil.Process().pid
+    assert trainer["cmdline"][1:5] == ["-m", "mlfleet.training.entrypoint", "train", "--root"]
+    assert runner.import_libraries.cache_info().currsize == 1  # imported, once
+
+
+def test_a_spec_error_found_in_the_data_is_raised_as_it_is(settings: Any) -> None:
+    # The target is checked against the loaded data, in `prepare`: the CLI prints this error's line and exits 2.
+    spec = {**SPEC, "name": "iris-churn", "target": "churned"}
+    with pytest.raises(SpecError) as raised:
+        run_sweep(spec, settings=settings)
+    assert raised.value.field == "target" and "churned" in str(raised.value)
 
 
 @pytest.mark.slow  # ten rounds, each a training process: about a minute

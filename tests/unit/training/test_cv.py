@@ -422,16 +422,20 @@ def test_prune_settings_travel_as_hyperparameters(tmp_path: Any) -> None:
     assert read_job(tmp_path / "new")["prune"] == {"min_folds": 3, "p_value": 0.2}
 
 
-def test_fold_chunks_keep_order_and_group_short_fits_up_to_the_chunk_time() -> None:
-    from mlfleet.training.cv import fold_chunks
+def test_a_fold_worker_that_dies_fails_the_call_instead_of_hanging_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
 
-    short = {"trial_id": "short", "predicted_seconds": 0.1}  # 0.05 s a fold over 2 folds
-    long = {"trial_id": "long", "predicted_seconds": 2.0}
-    unknown = {"trial_id": "unknown"}
-    pairs = [(long, 0), (long, 1)] + [(short, k % 2) for k in range(12)] + [(unknown, 0), (unknown, 1)]
+    real_fit = cv._fit_fold
 
-    chunks = fold_chunks(pairs, folds=2, seconds=0.25)
+    def fit_or_die(trial: dict[str, Any], fold: int, *args: Any) -> Any:
+        if trial["trial_id"] == "dies" and args[-1] != os.getpid():  # in a pool worker (the owner is another process)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_fit(trial, fold, *args)
 
-    assert [pair for chunk in chunks for pair in chunk] == pairs  # nothing lost, nothing reordered
-    assert [len(c) for c in chunks] == [1, 1, 5, 5, 2, 1, 1]  # a long fit alone; 5 x 0.05 s; no prediction alone
-    assert fold_chunks([], folds=2) == []
+    monkeypatch.setattr(cv, "_fit_fold", fit_or_die)  # sent to the workers by value
+    X, y = data("iris")
+    config = CVConfig(task="classification", metric="accuracy", folds=2, seed=0)
+    trials = [*as_trials("logistic_l1", [{"C": 1.0}]), {"trial_id": "dies", "model": "logistic_l1", "params": {"C": 0.5}}]
+    with pytest.raises(Exception, match="terminated"):
+        cross_validate_trials(trials, X, y, config, workers=2)

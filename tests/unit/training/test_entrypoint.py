@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,17 @@ from numpy.testing import assert_allclose
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import StratifiedKFold, cross_validate
 
-from mlfleet.training.entrypoint import METRIC_DEFINITIONS, main, read_job, run, stage_job, write_json_atomic
+from mlfleet.training import entrypoint
+from mlfleet.training.entrypoint import (
+    METRIC_DEFINITIONS,
+    PARENT_PID_ENV,
+    lifetime_env,
+    main,
+    read_job,
+    run,
+    stage_job,
+    write_json_atomic,
+)
 from mlfleet.training.zoo import build_estimator
 from mlfleet.trials import trial_id
 
@@ -226,3 +237,37 @@ def test_entrypoint_never_imports_airflow(tmp_path: Path, frame: pd.DataFrame) -
     assert "ROWS 1 success" in proc.stdout
     assert "AIRFLOW False" in proc.stdout
     assert np.isfinite(json.loads((root / "model/results.json").read_text())[0]["mean_score"])
+
+
+# --- the lifetime a local batch's process gets (mlfleet.backends.local sets these variables) ------
+
+
+def _train_in_a_subprocess(root: Path, **lifetime: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mlfleet.training.entrypoint", "train", "--root", str(root)],
+                          capture_output=True, text=True, env={**_env(), **lifetime}, timeout=120)
+
+
+def test_a_trainer_whose_parent_is_already_gone_does_no_work(tmp_path: Path, frame: pd.DataFrame) -> None:
+    root = make_root(tmp_path / "ml", frame, TRIALS[:1])
+    proc = _train_in_a_subprocess(root, **{PARENT_PID_ENV: "1"})  # never its parent: this test process is
+    assert proc.returncode == 1
+    assert not (root / "checkpoints").exists() and not (root / "output/failure").exists()
+
+
+def test_the_deadline_ends_the_trainer_with_sigalrm(tmp_path: Path, frame: pd.DataFrame) -> None:
+    root = make_root(tmp_path / "ml", frame, [trial("random_forest", {"n_estimators": 200000, "max_depth": 12})])
+    proc = _train_in_a_subprocess(root, **lifetime_env(parent_pid=os.getpid(), deadline_seconds=2))
+    assert proc.returncode == -signal.SIGALRM, proc.stderr[-3000:]
+    assert not (root / "model/results.json").exists()
+
+
+def test_without_the_variables_nothing_is_armed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SageMaker job or a pod sets neither: no alarm, no parent-death signal."""
+    armed: list[str] = []
+    monkeypatch.setattr(signal, "signal", lambda signum, handler: armed.append(f"{signal.Signals(signum).name} {handler}"))
+    monkeypatch.setattr(signal, "alarm", lambda seconds: armed.append(f"alarm {seconds}"))
+    monkeypatch.setattr(entrypoint, "die_with_parent", lambda: armed.append("die with parent"))
+    entrypoint.arm_lifetime({})
+    assert armed == []
+    entrypoint.arm_lifetime(lifetime_env(parent_pid=os.getppid(), deadline_seconds=30))
+    assert armed == ["die with parent", f"SIGALRM {signal.SIG_DFL}", "alarm 30"]

@@ -18,7 +18,8 @@ from fastapi import Header, HTTPException
 from fastapi.testclient import TestClient
 
 from mlfleet.config import Settings
-from mlfleet.results.tracking import SCORE_TAG, SWEEP_TAG, _client
+from mlfleet.results.registry import SCORE_TAG
+from mlfleet.results.tracking import SWEEP_TAG, _client
 from mlfleet.sweep.ids import run_id_from_airflow
 from mlfleet.sweep.rounds import continuation_run_id
 from mlfleet.ui.app import Access, create_app
