@@ -52,9 +52,9 @@ def feature_pipeline():
             "spark.pyspark.python": sys.executable,
             "spark.pyspark.driver.python": sys.executable,
             "spark.ui.enabled": "false",
-            # The serial collector for local Spark's 1 GB driver heap: G1's own structures cost about
-            # 170 MB more RSS for no gain on 2 cores (the feature job at 1 M events: 1,647 against
-            # 1,815 MiB, 2026-12-07), which kept this task's process tree above 2 GiB at 40,000 customers.
+            # The serial collector for local Spark's 1 GB driver heap: G1's own structures cost more
+            # RSS for no gain on a small machine, enough to keep this task's process tree over its memory
+            # budget at the larger customer counts (docs/design-figures.md, "Why the settings").
             "spark.driver.extraJavaOptions": "-XX:+UseSerialGC",
         },
     )

@@ -43,7 +43,7 @@ from mlfleet.config import Settings, get_settings
 from mlfleet.devstack import stack
 from mlfleet.devstack.environment import admin_password, passwords_file, write_private
 from mlfleet.devstack.ports import free_port
-from mlfleet.devstack.rest_client import ApiClient, api_token
+from mlfleet.devstack.rest_client import ApiClient, api_token, send
 from mlfleet.storage import private_dir
 
 pytestmark = pytest.mark.slow
@@ -309,8 +309,8 @@ def outcomes(live: Stack, baseline: Baseline) -> dict[str, Outcome]:
     results: dict[str, Outcome] = {}
     with _http(live, live.user_token) as http:
         for name, attack in ATTACKS.items():
-            resp = http.post(f"/api/v2/dags/{attack.dag_id}/dagRuns",
-                             json={"logical_date": None, "conf": attack.conf(baseline, live)})
+            resp = send(http, "POST", f"/api/v2/dags/{attack.dag_id}/dagRuns",
+                        json={"logical_date": None, "conf": attack.conf(baseline, live)})
             results[name] = Outcome(resp.status_code, resp.text[:5000],
                                     resp.json()["dag_run_id"] if resp.status_code == 200 else None)
         for name, outcome in results.items():

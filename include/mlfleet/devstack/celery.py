@@ -96,7 +96,6 @@ def celery_env(
     from mlfleet.devstack.environment import airflow_env
 
     env = airflow_env(settings, dags_folder)
-    env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", None)  # SQLite's lock wait: not for PostgreSQL
     env.update({
         "AIRFLOW__CORE__EXECUTOR": EXECUTOR,
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,

@@ -155,8 +155,6 @@ def airflow_env(settings: Settings, dags_folder: Path | None = None) -> dict[str
             "AIRFLOW_HOME": str(home),
             "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            # SQLite's lock wait: 30 s, not Python's 5 s (mlfleet.devstack.sqlite_connect says why).
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "mlfleet.devstack.sqlite_connect.CONNECT_ARGS",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             # The scheduler imports pandas, scikit-learn, Optuna and MLflow as it starts (through
             # config/airflow_local_settings.py), before the LocalExecutor forks its workers, so task
@@ -203,8 +201,8 @@ def airflow_env(settings: Settings, dags_folder: Path | None = None) -> dict[str
             # re-parsed at the next refresh too (its mtime is newer than its last parse: the
             # default `file_parsing_sort_mode = modified_time`), so the periodic re-parse only
             # catches edits to the code a DAG file imports: every 2 minutes, not Airflow's 30 s.
-            # An idle stack burnt 7.4 CPU-s a minute at 30 s and 5.0 at 120 s (2 cores, measured
-            # one after the other, 2026-12-02); at 10 s it was double the 30 s figure (2026-12-01).
+            # A shorter re-parse interval costs an idle stack markedly more CPU
+            # (docs/design-figures.md, "Why the settings").
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "120",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(logs_dir(settings)),

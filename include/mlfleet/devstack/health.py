@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from mlfleet.config import Settings
 
 HEALTH_PATH = "/api/v2/monitor/health"
-# The task execution API builds its versioned routes on its first request: 6.4-6.7 s on 2 cores
-# (2026-12-02), paid by the first task of the stack's first run. `up` pays it instead.
+# The task execution API builds its versioned routes on its first request, seconds paid by the
+# first task of the stack's first run (docs/design-figures.md, "Why the settings"). `up` pays it instead.
 EXECUTION_HEALTH_PATH = "/execution/health"
 # Keys in GET /api/v2/monitor/health that ``up`` waits for (the api-server answering is implied).
 # The triggerer counts: a deferred batch (SageMaker, Kubernetes) resumes only once one is running.

@@ -14,10 +14,45 @@ from datetime import datetime
 from typing import Any, cast
 
 import httpx
+import tenacity
 
 from mlfleet.devstack.polling import POLL_INTERVAL_S, poll_until
 
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
+# How often a request the metadata DB refused with "database is locked" is sent in all, and how far apart.
+LOCKED_ATTEMPTS = 4
+LOCKED_WAIT_S = 1.0
+
+
+def database_locked(resp: httpx.Response) -> bool:
+    """Whether Airflow answered that its SQLite metadata DB stayed locked past the lock wait.
+
+    `mlfleet up` keeps Airflow's metadata in SQLite, which takes one writer at a time. The
+    api-server commits its audit-log row for a trigger (`action_logging`) on its event loop, so
+    while one of its own threads holds the write lock waiting for that loop to commit, the
+    audit row waits the full lock wait (5 s) and the request fails with HTTP 500 "Database error"
+    (503 on some routes). The request's transaction never committed, so sending it again is safe.
+    """
+    if resp.status_code == 503:
+        return True
+    if resp.status_code != 500:
+        return False
+    try:
+        detail = resp.json().get("detail")
+    except ValueError:
+        return False
+    return isinstance(detail, dict) and detail.get("reason") == "Database error"
+
+
+def send(http: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """``http.request``, sent again (LOCKED_ATTEMPTS in all, LOCKED_WAIT_S apart) while `database_locked` says so."""
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(LOCKED_ATTEMPTS),
+        wait=tenacity.wait_fixed(LOCKED_WAIT_S),
+        retry=tenacity.retry_if_result(database_locked),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+    )
+    return retrying(http.request, method, url, **kwargs)
 
 
 def api_token(url: str, username: str, password: str) -> str:
@@ -37,12 +72,14 @@ class ApiClient:
     `apache-airflow-client` is not installed in this project, and these few calls do not justify it.
     """
 
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
+            transport=transport,
         )
 
     @classmethod
@@ -64,7 +101,7 @@ class ApiClient:
         return self._http.get(path, **kwargs)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        resp = self._http.request(method, f"/api/v2{path}", **kwargs)
+        resp = send(self._http, method, f"/api/v2{path}", **kwargs)
         if resp.is_error:
             raise RuntimeError(f"{method} {path} -> HTTP {resp.status_code}: {resp.text[:2000]}")
         return resp.json() if resp.content else None

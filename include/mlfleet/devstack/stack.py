@@ -51,8 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["COMPONENTS", "admin_password", "airflow_env", "down", "migrate", "status", "up"]
 
 
-# MLflow creates its SQLite tables on a store's first use: 3-4 s of Alembic migrations that the
-# first sweep's end_round would pay (2026-12-02, 2 cores). `up` runs them beside Airflow's own.
+# MLflow creates its SQLite tables on a store's first use: seconds of Alembic migrations that the
+# first sweep's end_round would pay (docs/design-figures.md, "Why the settings"). `up` runs them beside Airflow's own.
 _MLFLOW_INIT = "from mlfleet.config import get_settings; from mlfleet.results.tracking import configure; configure(get_settings())"
 
 

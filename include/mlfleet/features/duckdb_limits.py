@@ -2,10 +2,9 @@
 
 Feast's DuckDB offline store runs its queries on ibis's default backend (`ibis.read_parquet`), an
 in-memory DuckDB that may use 80% of the machine and keeps its spill files in the working directory.
-Measured (2 cores, 2026-12-07): materializing a 298 MiB table raised the process's peak by 305 MiB
-unbounded and by 157 MiB with a 64 MB limit; an 893 MiB table by 416 MiB and 170 MiB. With the
-limit DuckDB sorts out of core, so the newest-row query and the point-in-time join stay bounded
-whatever the history holds.
+Unbounded, materializing a table raised the process's peak far more than with a small limit, and the
+gap grew with the table (docs/design-figures.md, "Why the settings"). With the limit DuckDB sorts out
+of core, so the newest-row query and the point-in-time join stay bounded whatever the history holds.
 """
 
 from __future__ import annotations

@@ -90,8 +90,8 @@ def refit_spreads(model_type: str, params: dict[str, Any]) -> bool:
     not set by the user.
 
     The forests, XGBoost and LightGBM run `n_jobs` threads. The other `n_jobs` in the zoo count
-    processes (one-vs-rest logistic regression: a loky pool, whose start took 5.6-6.4 s before an
-    iris refit that takes 0.03 s on one core, 2 cores, 2026-12-03) or nothing (binary
+    processes (one-vs-rest logistic regression: a loky pool, whose start costs far more than the
+    small refit it would spread; docs/design-figures.md, "Why the settings") or nothing (binary
     LogisticRegression ignores it since scikit-learn 1.8, with a FutureWarning).
     """
     return model_type in THREADED_MODELS and "n_jobs" not in params

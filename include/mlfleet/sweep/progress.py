@@ -179,8 +179,8 @@ def summary(path: Path, rows: list[dict[str, Any]] | None = None, board: dict[st
 
 
 # A finished sweep's head, kept while the files it was read from are unchanged: the experiments
-# list would otherwise parse every leaderboard on each request: 100 finished sweeps of 2,000
-# trials (0.4 MB leaderboards) listed in 1.53 s uncached, 4 ms cached (2 cores, 2026-12-01).
+# list would otherwise parse every leaderboard on each request, seconds for a hundred large
+# sweeps against milliseconds cached (docs/design-figures.md, "Why the settings").
 _HEAD_FILES = (CONTEXT_FILE, LEADERBOARD_FILE, DECISION_FILE, AIRFLOW_RUN_FILE)
 
 

@@ -112,9 +112,8 @@ def longest_first(trials: list[dict[str, Any]], *, folds: int) -> list[dict[str,
 
 
 # What a new process pool costs before its first fit: its workers start Python and import
-# scikit-learn. On 2 cores: 40 fits took 7.19 s on a cold pool against 3.83 s warm
-# (docs/benchmarks.md section 3, 2026-12-02), and 8 short fits 2.5 s against 0.33 s (measured
-# alone, the same day).
+# scikit-learn, which takes seconds, several times what a few short fits take on a warm pool
+# (docs/design-figures.md, "Why the settings").
 POOL_START_SECONDS = 2.5
 
 
