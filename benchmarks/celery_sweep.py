@@ -104,24 +104,13 @@ def run(*, spec: dict[str, Any], work_dir: Path, workers: int = 2, concurrency: 
     on the `mlfleet up` path) and ``tasks_per_worker``."""
     from mlfleet.config import Settings
     from mlfleet.devstack import celery
-    from mlfleet.devstack.ports import free_port
     from mlfleet.devstack.rest_client import ApiClient
 
     work = work_dir / "celery"
-    create_database = _test_services().create_database
+    services = _test_services()
+    shared_state_env, create_database = services.shared_state_env, services.create_database
     with servers() as (redis_url, postgres_url, aws):
-        env = {
-            "MLFLEET_HOME": str(work / "home"),
-            "MLFLEET_AIRFLOW_PORT": str(free_port()),
-            "MLFLEET_SWEEP_STATE": "object_store",
-            "MLFLEET_OBJECT_STORE_URI": f"s3://{aws.bucket}/bench",
-            "MLFLEET_OPTUNA_STORAGE_URL": create_database(postgres_url, "bench_optuna"),
-            "MLFLEET_MLFLOW_TRACKING_URI": create_database(postgres_url, "bench_mlflow"),
-            "AIRFLOW_CONN_AWS_DEFAULT": aws.connection_uri,
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": aws.region,
-            "MLFLOW_S3_ENDPOINT_URL": aws.endpoint,
-        }
+        env = shared_state_env(home=work / "home", aws=aws, prefix="bench", postgres_url=postgres_url)
         with _environment(env):
             settings = Settings()
             t0 = time.perf_counter()

@@ -324,3 +324,31 @@ def airflow_stack(home: Path, dag_ids: list[str], env: dict[str, str] | None = N
                 yield settings, api
         finally:
             stack.down(settings)
+
+
+def group_gone(pgid: int) -> bool:
+    """No live (non-zombie) process is left in the group; zombies wait on a reaper, not on us."""
+    import psutil
+
+    for proc in psutil.process_iter():
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                return False
+    return True
+
+
+def shared_state_env(*, home: Path, aws: AwsEmulator, prefix: str, postgres_url: str) -> dict[str, str]:
+    """mlfleet's settings for workers that share no disk: sweep state under ``s3://<bucket>/<prefix>``
+    on the moto server, Optuna and MLflow in databases of their own on the PostgreSQL server."""
+    return {
+        "MLFLEET_HOME": str(home),
+        "MLFLEET_AIRFLOW_PORT": str(free_port()),
+        "MLFLEET_SWEEP_STATE": "object_store",
+        "MLFLEET_OBJECT_STORE_URI": f"s3://{aws.bucket}/{prefix}",
+        "MLFLEET_OPTUNA_STORAGE_URL": create_database(postgres_url, f"{prefix}_optuna"),
+        "MLFLEET_MLFLOW_TRACKING_URI": create_database(postgres_url, f"{prefix}_mlflow"),
+        "AIRFLOW_CONN_AWS_DEFAULT": aws.connection_uri,
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": aws.region,
+        "MLFLOW_S3_ENDPOINT_URL": aws.endpoint,  # MLflow's own S3 client (the model's artifacts)
+    }

@@ -18,13 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from mlfleet.config import Settings, get_settings
 from mlfleet.devstack import stack as airflow_local
 from mlfleet.devstack.environment import logs_dir
 from mlfleet.devstack.ports import free_port
+from services import group_gone
 from mlfleet.devstack.processes import component_log
 from mlfleet.devstack.rest_client import ApiClient, api_token
 
@@ -47,14 +47,6 @@ BAYES = {**SPEC, "name": "iris-rounds", "cv": {"folds": 2, "seed": 0},
          "models": [{"type": "logistic_l1", "params": {"C": {"float": [0.01, 10.0], "log": True}}}]}
 MLFLEET = str(Path(sys.executable).parent / "mlfleet")
 
-
-def _group_gone(pgid: int) -> bool:
-    """No live (non-zombie) process is left in the group; zombies wait on a reaper, not on us."""
-    for proc in psutil.process_iter():
-        with contextlib.suppress(OSError, psutil.Error):
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                return False
-    return True
 
 
 @pytest.fixture
@@ -144,7 +136,7 @@ def test_mlfleet_up_trigger_sweep_over_rest_down(local_settings: Settings) -> No
     assert set(stopped) == set(airflow_local.COMPONENTS)
     assert not any(airflow_local.status(local_settings).values())
     for component, pid in pids.items():
-        assert pid is not None and _group_gone(pid), f"{component} (pgid {pid}) still running"
+        assert pid is not None and group_gone(pid), f"{component} (pgid {pid}) still running"
     assert airflow_local.down(local_settings) == []  # idempotent
 
 

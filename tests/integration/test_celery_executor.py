@@ -11,18 +11,15 @@ training set and its batch's trials in the object store.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from mlfleet.devstack.processes import COMPONENTS
-from services import AwsEmulator, create_database
+from services import AwsEmulator, create_database, group_gone, shared_state_env
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +39,6 @@ SWEEP_FILES = {"context.json", "spec.json", "airflow_run.json", "train.parquet",
                "leaderboard.json", "leaderboard.csv", "parallel_coordinates.html", "registered.json"}
 
 
-def _group_gone(pgid: int) -> bool:
-    for proc in psutil.process_iter():
-        with contextlib.suppress(OSError, psutil.Error):
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                return False
-    return True
-
 
 def _stored_keys(aws: AwsEmulator, prefix: str) -> set[str]:
     listed = aws.client("s3").list_objects_v2(Bucket=aws.bucket, Prefix=prefix).get("Contents", [])
@@ -66,24 +56,14 @@ def test_experiment_sweep_on_two_celery_workers_that_share_no_disk(
 ) -> None:
     from mlfleet.config import get_settings
     from mlfleet.devstack import celery
-    from mlfleet.devstack.ports import free_port
     from mlfleet.devstack.rest_client import ApiClient
     from mlfleet.sweep import run_id_from_airflow
 
     env = {
-        "MLFLEET_HOME": str(tmp_path / "mlfleet"),
-        "MLFLEET_AIRFLOW_PORT": str(free_port()),
-        "MLFLEET_SWEEP_STATE": "object_store",
-        "MLFLEET_OBJECT_STORE_URI": f"s3://{aws_server.bucket}/celery",
-        "MLFLEET_OPTUNA_STORAGE_URL": create_database(postgres_url, "celery_optuna"),
-        "MLFLEET_MLFLOW_TRACKING_URI": create_database(postgres_url, "celery_mlflow"),
+        **shared_state_env(home=tmp_path / "mlfleet", aws=aws_server, prefix="celery", postgres_url=postgres_url),
         # One core a batch and a tiny batch target: the 3 trials make 2 batches (budget.max_parallel).
         "MLFLEET_LOCAL_WORKERS": "1",
         "MLFLEET_BATCH_TARGET_SECONDS": "0.001",
-        "AIRFLOW_CONN_AWS_DEFAULT": aws_server.connection_uri,
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": aws_server.region,
-        "MLFLOW_S3_ENDPOINT_URL": aws_server.endpoint,  # MLflow's own S3 client (the model's artifacts)
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -143,5 +123,5 @@ def test_experiment_sweep_on_two_celery_workers_that_share_no_disk(
     print(f"Celery stack up, sweep and down took {time.monotonic() - t0:.1f} s")
     assert set(pids) == {*COMPONENTS, *names}
     for name, pid in pids.items():
-        assert pid is not None and _group_gone(pid), f"{name} (pgid {pid}) still running after down"
+        assert pid is not None and group_gone(pid), f"{name} (pgid {pid}) still running after down"
     assert celery.down(settings) == []  # idempotent

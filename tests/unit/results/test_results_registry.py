@@ -11,17 +11,6 @@ from mlfleet.results.tracking import ROLE_TAG, SWEEP_TAG
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory):
-    from mlfleet.config import get_settings
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLEET_HOME", str(tmp_path_factory.mktemp("home")))
-        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        mp.delenv("MLFLEET_MLFLOW_TRACKING_URI", raising=False)
-        yield get_settings()
-
-
-@pytest.fixture(scope="module")
 def data():
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression

@@ -4,21 +4,8 @@ temporary MLFLEET_HOME; one store per module (creating one costs ~3 s)."""
 import csv
 import random
 
-import pytest
-
 from mlfleet import results
 from mlfleet.results.tracking import ROLE_TAG, SWEEP_TAG, TRIAL_RUNS_TAG, TRIAL_TAG, TRIALS_TABLE
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory):
-    from mlfleet.config import get_settings
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLEET_HOME", str(tmp_path_factory.mktemp("home")))
-        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        mp.delenv("MLFLEET_MLFLOW_TRACKING_URI", raising=False)
-        yield get_settings()
 
 
 def client(settings):
