@@ -13,7 +13,7 @@ import tempfile
 from typing import Any
 
 from mlfleet.results.registry import CHAMPION
-from mlfleet.results.tracking import _client
+from mlfleet.results.tracking import tracking_client
 
 REFERENCE_DIR = "reference"  # a version's run holds its drift reference under this artifact folder
 STATISTICS_FILE = "statistics.json"
@@ -31,7 +31,7 @@ def load_reference(settings: Any, name: str, alias: str = CHAMPION) -> Any:
     """The training frame a version registered before statistics was fitted on (its old drift baseline)."""
     import pandas as pd
 
-    client = _client(settings)
+    client = tracking_client(settings)
     mv = client.get_model_version_by_alias(name, alias)
     with tempfile.TemporaryDirectory() as tmp:
         local = client.download_artifacts(mv.run_id, f"{REFERENCE_DIR}/{REFERENCE_FILE}", tmp)
@@ -41,7 +41,7 @@ def load_reference(settings: Any, name: str, alias: str = CHAMPION) -> Any:
 def load_reference_statistics(settings: Any, name: str, alias: str = CHAMPION) -> dict[str, Any] | None:
     """The aliased version's training statistics (the JSON logged at registration), or None for a
     version registered before statistics, which has only its training frame (`load_reference`)."""
-    client = _client(settings)
+    client = tracking_client(settings)
     mv = client.get_model_version_by_alias(name, alias)
     stored = {a.path for a in client.list_artifacts(mv.run_id, REFERENCE_DIR)}
     if f"{REFERENCE_DIR}/{STATISTICS_FILE}" not in stored:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mlfleet.results.tracking import ROLE_TAG, SWEEP_TAG, _client, _find_runs, _quoted, configure, experiment_id
+from mlfleet.results.tracking import ROLE_TAG, SWEEP_TAG, tracking_client, find_runs, quoted, configure, experiment_id
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _version_info(client: Any, name: str, version: Any) -> dict[str, Any]:
 
 
 def _versions_of_sweep(client: Any, name: str, run_id: str) -> list[Any]:
-    query = f"name = {_quoted(name)} and tags.`{SWEEP_TAG}` = {_quoted(run_id)}"
+    query = f"name = {quoted(name)} and tags.`{SWEEP_TAG}` = {quoted(run_id)}"
     return sorted(client.search_model_versions(query), key=lambda mv: int(mv.version))
 
 
@@ -76,14 +76,14 @@ def register_model(
 
     from mlfleet.results.reference import log_reference_statistics
 
-    client = _client(settings)
+    client = tracking_client(settings)
     existing = _versions_of_sweep(client, experiment, run_id)
     if existing:
         if dict(existing[0].tags).get(FIRST_ALIAS_TAG) == "pending":
             _set_first_alias(settings, client, experiment, existing[0].version)
         return _version_info(client, experiment, existing[0].version)
     exp_id = experiment_id(settings, experiment)
-    earlier = _find_runs(client, exp_id, run_id, "best")  # logged, then the task died before registering
+    earlier = find_runs(client, exp_id, run_id, "best")  # logged, then the task died before registering
     new_run = {"experiment_id": exp_id, "run_name": f"{run_id}-best", "tags": {SWEEP_TAG: run_id, ROLE_TAG: "best"}}
     run_kwargs = {"run_id": earlier[0].info.run_id} if earlier else new_run
     with mlflow.start_run(**run_kwargs):
@@ -139,14 +139,14 @@ def alias_lock(settings: Any) -> Iterator[None]:
 
 def version_of_sweep(settings: Any, name: str, run_id: str) -> dict[str, Any] | None:
     """The version of `name` that sweep (or retrain) `run_id` registered, found by its tag; None before it has."""
-    client = _client(settings)
+    client = tracking_client(settings)
     found = _versions_of_sweep(client, name, run_id)
     return _version_info(client, name, found[0].version) if found else None
 
 
 def alias_holder(settings: Any, name: str, alias: str) -> str | None:
     """The version that holds `alias` of registered model `name` now, or None."""
-    registered = _registered(_client(settings), name)
+    registered = _registered(tracking_client(settings), name)
     if registered is None or alias not in registered.aliases:
         return None
     return str(registered.aliases[alias])
@@ -170,7 +170,7 @@ def promote_champion(settings: Any, name: str, *, version: str | int, compared_w
     the earlier one records "superseded".
     """
     version, compared_with = str(version), str(compared_with)
-    client = _client(settings)
+    client = tracking_client(settings)
     with alias_lock(settings):
         before = alias_holder(settings, name, CHAMPION)
         if before == version:
@@ -203,7 +203,7 @@ def _registered(client: Any, name: str) -> Any:
 
 def champion(settings: Any, name: str) -> dict[str, Any] | None:
     """The `champion` version of registered model `name`, or None while there is none."""
-    client = _client(settings)
+    client = tracking_client(settings)
     registered = _registered(client, name)
     if registered is None or CHAMPION not in registered.aliases:
         return None
@@ -219,18 +219,18 @@ def load_model(settings: Any, model_uri: str) -> Any:
 
 
 def set_alias(settings: Any, name: str, alias: str, version: str | int) -> None:
-    _client(settings).set_registered_model_alias(name, alias, str(version))
+    tracking_client(settings).set_registered_model_alias(name, alias, str(version))
 
 
 def record_version_tags(settings: Any, name: str, version: str | int, tags: dict[str, Any]) -> None:
-    client = _client(settings)
+    client = tracking_client(settings)
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, str(value))
 
 
 def list_champions(settings: Any) -> list[str]:
     """Names of the registered models that have a champion: the ones the drift DAG watches."""
-    client = _client(settings)
+    client = tracking_client(settings)
     names: list[str] = []
     token = None
     while True:
@@ -243,7 +243,7 @@ def list_champions(settings: Any) -> list[str]:
 
 def registered_models(settings: Any) -> list[dict[str, Any]]:
     """Every registered model with its aliases (name -> version), for the models page."""
-    client = _client(settings)
+    client = tracking_client(settings)
     found: list[dict[str, Any]] = []
     token = None
     while True:
@@ -258,8 +258,8 @@ def registered_versions(settings: Any, name: str | None = None) -> list[dict[str
     """Every model version mlfleet registered ({"name", "version", "sweep_run_id", "tags"}), of one
     model or of all, by name then version: `register_model` tags each with the sweep that made it
     (SWEEP_TAG), so a model someone else registered in the same MLflow store is not among them."""
-    client = _client(settings)
-    query = f"tags.`{SWEEP_TAG}` LIKE '%'" + (f" and name = {_quoted(name)}" if name is not None else "")
+    client = tracking_client(settings)
+    query = f"tags.`{SWEEP_TAG}` LIKE '%'" + (f" and name = {quoted(name)}" if name is not None else "")
     found: list[dict[str, Any]] = []
     token = None
     while True:
@@ -273,7 +273,7 @@ def registered_versions(settings: Any, name: str | None = None) -> list[dict[str
 
 def version_history(settings: Any, name: str) -> list[dict[str, Any]]:
     """Every version of a registered model, newest first, with its aliases, tags and creation time."""
-    client = _client(settings)
+    client = tracking_client(settings)
     registered = _registered(client, name)
     if registered is None:
         return []
@@ -281,7 +281,7 @@ def version_history(settings: Any, name: str) -> list[dict[str, Any]]:
     aliases: dict[str, list[str]] = {}
     for alias, version in sorted(dict(registered.aliases).items()):
         aliases.setdefault(str(version), []).append(alias)
-    versions = client.search_model_versions(f"name = {_quoted(name)}")
+    versions = client.search_model_versions(f"name = {quoted(name)}")
     return [{"version": str(mv.version), "aliases": aliases.get(str(mv.version), []), "tags": dict(mv.tags),
              "run_id": mv.run_id, "created_ms": int(mv.creation_timestamp or 0)}
             for mv in sorted(versions, key=lambda mv: int(mv.version), reverse=True)]

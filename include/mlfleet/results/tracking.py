@@ -78,7 +78,7 @@ def _use_wal(database: Path) -> None:
         log.warning("MLflow store %s stays in its journal mode (%s): logging is slower, nothing else changes", database, err)
 
 
-def _client(settings: Any) -> Any:
+def tracking_client(settings: Any) -> Any:
     from mlflow import MlflowClient
 
     configure(settings)
@@ -89,7 +89,7 @@ def experiment_id(settings: Any, name: str) -> str:
     """Get or create the experiment, its artifacts at `settings.artifact_location`."""
     from mlflow.exceptions import MlflowException
 
-    client = _client(settings)
+    client = tracking_client(settings)
     found = client.get_experiment_by_name(name)
     if found is None:
         location = settings.artifact_location
@@ -106,15 +106,15 @@ def experiment_id(settings: Any, name: str) -> str:
     return found.experiment_id
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
     if "'" in value:
         raise ValueError(f"refusing a quote in an MLflow filter value: {value!r}")
     return f"'{value}'"
 
 
-def _find_runs(client: Any, exp_id: str, run_id: str, role: str) -> list[Any]:
+def find_runs(client: Any, exp_id: str, run_id: str, role: str) -> list[Any]:
     """Every active run of this sweep with this role, oldest first (so racing writers agree on one)."""
-    query = f"tags.`{SWEEP_TAG}` = {_quoted(run_id)} and tags.`{ROLE_TAG}` = {_quoted(role)}"
+    query = f"tags.`{SWEEP_TAG}` = {quoted(run_id)} and tags.`{ROLE_TAG}` = {quoted(role)}"
     runs: list[Any] = []
     token = None
     while True:
@@ -171,13 +171,13 @@ def log_trials(*, settings: Any, experiment: str, run_id: str, rows: list[dict[s
     """
     from mlfleet.results.leaderboard import build_leaderboard, to_csv
 
-    client = _client(settings)
+    client = tracking_client(settings)
     exp_id = experiment_id(settings, experiment)
     # Best first, failed last, the same rows and statuses as the sweep's leaderboard.
     board = build_leaderboard(experiment=experiment, run_id=run_id, metric=metric, results_uri="", rows=rows)
     trials = board["trials"]
     chosen = trials if len(trials) <= settings.mlflow_trial_runs else trials[:settings.mlflow_trial_runs]
-    parents = _find_runs(client, exp_id, run_id, "sweep")
+    parents = find_runs(client, exp_id, run_id, "sweep")
     parent = parents[0] if parents else client.create_run(
         exp_id, run_name=run_id, tags={SWEEP_TAG: run_id, ROLE_TAG: "sweep", "mlfleet.metric": metric})
     parent_id = parent.info.run_id
@@ -186,7 +186,7 @@ def log_trials(*, settings: Any, experiment: str, run_id: str, rows: list[dict[s
     # An attempt that died between creating a trial's run and terminating it left it RUNNING: it is
     # completed below, even when a smaller limit would no longer choose it, so nothing stays RUNNING.
     finished = {"FINISHED", "FAILED"}
-    runs = _find_runs(client, exp_id, run_id, "trial")
+    runs = find_runs(client, exp_id, run_id, "trial")
     done = {r.data.tags.get(TRIAL_TAG) for r in runs if r.info.status in finished}
     partial = {r.data.tags.get(TRIAL_TAG): r.info.run_id for r in runs if r.info.status not in finished}
     chosen_ids = {row["trial_id"] for row in chosen} | set(partial)
@@ -201,11 +201,11 @@ def log_trials(*, settings: Any, experiment: str, run_id: str, rows: list[dict[s
 
 def trial_run_id(settings: Any, experiment: str, run_id: str, trial_id: str) -> dict[str, str] | None:
     """The MLflow run of one trial of a sweep ({"experiment_id", "run_id"}), if it was logged as a run."""
-    client = _client(settings)
+    client = tracking_client(settings)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return None
-    query = (f"tags.`{SWEEP_TAG}` = {_quoted(run_id)} and tags.`{ROLE_TAG}` = 'trial' "
-             f"and tags.`{TRIAL_TAG}` = {_quoted(trial_id)}")
+    query = (f"tags.`{SWEEP_TAG}` = {quoted(run_id)} and tags.`{ROLE_TAG}` = 'trial' "
+             f"and tags.`{TRIAL_TAG}` = {quoted(trial_id)}")
     runs = client.search_runs([found.experiment_id], filter_string=query, max_results=1)
     return {"experiment_id": found.experiment_id, "run_id": runs[0].info.run_id} if runs else None

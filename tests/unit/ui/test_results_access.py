@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from mlfleet.config import Settings
 from mlfleet.results.registry import SCORE_TAG
-from mlfleet.results.tracking import SWEEP_TAG, _client
+from mlfleet.results.tracking import SWEEP_TAG, tracking_client
 from mlfleet.sweep.ids import run_id_from_airflow
 from mlfleet.sweep.rounds import continuation_run_id
 from mlfleet.ui.app import Access, create_app
@@ -65,7 +65,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
                                                     "retraining": {"champion": {"version": "1"}}})
     _write(experiments / RETRAIN / "airflow_run.json", {"dag_id": "retrain", "run_id": RETRAIN_AIRFLOW_RUN})
 
-    client = _client(settings)
+    client = tracking_client(settings)
     client.create_registered_model(MODEL)
     # v1 from the sweep; v2 from the retrain, promoted; v3 from a retrain whose results are gone.
     client.create_model_version(MODEL, source="s3://b/1", tags={SWEEP_TAG: SWEEP, SCORE_TAG: "0.8"})
